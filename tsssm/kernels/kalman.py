@@ -1,0 +1,375 @@
+r"""Kalman filter, smoother and simulation smoother for linear-Gaussian state-space models.
+
+The model, with a leading time axis on every system array (or none, for a time-invariant array):
+
+.. math::
+
+    y_t &= H_t x_t + d_t + \varepsilon_t, \qquad \varepsilon_t \sim N(0, R_t) \\
+    x_{t+1} &= F_t x_t + c_t + \eta_t, \qquad \eta_t \sim N(0, Q_t) \\
+    x_0 &= m_0 + B\,\delta + \xi, \qquad \xi \sim N(0, P_0), \quad \delta \sim \text{flat}
+
+``mask[t, i] = False`` marks :math:`y_{t,i}` as missing: its row of :math:`H_t` and
+:math:`R_t` drop out of the update exactly, so partially observed vectors are handled exactly.
+
+**Diffuse initialisation (augmented filter).** The columns of :math:`B` (``InitialState.diffuse``,
+shape ``(N, K)``) span the directions with an improper flat prior. Every state mean is affine in
+:math:`\delta`, so the filter carries a mean *matrix* with ``1 + K`` columns: column 0 is the mean
+at :math:`\delta = 0`, columns ``1..K`` its sensitivity to :math:`\delta` (de Jong's augmented
+Kalman filter). The covariances do not depend on :math:`\delta`. Each step adds
+:math:`V_t^\top S_t^{-1} V_t` to an information matrix :math:`G` (``V_t`` the ``D x (1+K)``
+innovation matrix), and integrating :math:`\delta` out against the flat prior gives
+
+.. math::
+
+    \log L = \sum_t \ell_t - \tfrac12\left(G_{00} - G_{0\delta} G_{\delta\delta}^{-1} G_{\delta 0}
+             + \log|G_{\delta\delta}|\right) + \tfrac{K}{2}\log 2\pi,
+
+with :math:`\ell_t = -\tfrac12(n_t \log 2\pi + \log|S_t|)`. This is the exact diffuse
+log-likelihood of Durbin & Koopman (2012, sec. 7.2) without the constants of the observations
+used up by the diffuse states (e.g. -632.5456 on the Nile data at the textbook estimates).
+Conditional on the data seen so far, :math:`\delta \sim N(-G_{\delta\delta}^{-1} G_{\delta 0},
+G_{\delta\delta}^{-1})`: :func:`collapse_predicted`, :func:`collapse_filtered` and
+:func:`rts_smoother` use this to return the ordinary moments.
+
+All functions are pure JAX, jit- and vmap-friendly, and compute in the dtype of their inputs
+(float64 under :func:`tsssm._config.float64`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+
+LOG_2PI = 1.8378770664093453
+
+
+class StateSpaceArrays(NamedTuple):
+    """System arrays; each may have a leading time axis of length T or none (time-invariant).
+
+    ``transition`` F (N, N), ``transition_cov`` Q (N, N), ``transition_offset`` c (N,),
+    ``observation`` H (D, N), ``observation_cov`` R (D, D), ``observation_offset`` d (D,).
+    ``F_t, Q_t, c_t`` move the state from step t to step t + 1.
+    """
+
+    transition: jax.Array
+    transition_cov: jax.Array
+    transition_offset: jax.Array
+    observation: jax.Array
+    observation_cov: jax.Array
+    observation_offset: jax.Array
+
+
+_STATIC_NDIM = StateSpaceArrays(2, 2, 1, 2, 2, 1)
+
+
+class InitialState(NamedTuple):
+    """Prior of the first state: ``mean`` (N,), proper ``cov`` (N, N), ``diffuse`` directions (N, K)."""
+
+    mean: jax.Array
+    cov: jax.Array
+    diffuse: jax.Array
+
+
+class FilterResult(NamedTuple):
+    """Everything the forward pass produces; ``K`` is the number of diffuse directions.
+
+    Means are augmented matrices ``(..., N, 1 + K)`` (see the module docstring).
+    ``predicted_*[t]`` is the state at step t given y before t; ``filtered_*[t]`` given y up to t.
+    ``innovation`` (T, D, 1 + K) and ``innovation_cov`` (T, D, D) have missing entries zeroed
+    (their covariance rows are set to the identity). ``information[t]`` is
+    :math:`V_t^\\top S_t^{-1} V_t` and ``log_norm[t]`` is :math:`\\ell_t`.
+    """
+
+    predicted_mean: jax.Array
+    predicted_cov: jax.Array
+    filtered_mean: jax.Array
+    filtered_cov: jax.Array
+    innovation: jax.Array
+    innovation_cov: jax.Array
+    information: jax.Array
+    log_norm: jax.Array
+
+
+class Moments(NamedTuple):
+    """Gaussian moments with a validity flag (False while the diffuse prior is not yet identified)."""
+
+    mean: jax.Array
+    cov: jax.Array
+    valid: jax.Array
+
+
+def symmetrize(a: jax.Array) -> jax.Array:
+    """Return ``(a + a^T) / 2`` over the last two axes."""
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
+def _time_step(arrays: StateSpaceArrays, num_steps: int):
+    """Split the arrays into the time-varying ones (scanned) and the time-invariant ones (closed over)."""
+    varying = tuple(a.ndim == nd + 1 for a, nd in zip(arrays, _STATIC_NDIM))
+    for a, nd in zip(arrays, _STATIC_NDIM):
+        if a.ndim == nd + 1 and a.shape[0] != num_steps:
+            raise ValueError(f"time axis of a system array has length {a.shape[0]}, expected {num_steps}")
+    scanned = tuple(a if v else None for a, v in zip(arrays, varying))
+
+    def at(sliced):
+        return StateSpaceArrays(*(s if v else a for s, a, v in zip(sliced, arrays, varying)))
+
+    return scanned, at
+
+
+def _masked_observation(H, R, d, y, mask):
+    """Zero the rows of missing entries: H and y rows vanish, R becomes the identity there."""
+    m = mask.astype(H.dtype)
+    Hm = H * m[:, None]
+    Rm = R * (m[:, None] * m[None, :]) + jnp.diag(1.0 - m)
+    ym = (y - d) * m
+    return Hm, Rm, ym
+
+
+def _update(mean, cov, y, mask, H, R, d):
+    """Measurement update of the augmented mean (N, 1+K) and covariance; Joseph form."""
+    Hm, Rm, ym = _masked_observation(H, R, d, y, mask)
+    num_aug = mean.shape[1]
+    target = jnp.concatenate([ym[:, None], jnp.zeros((ym.shape[0], num_aug - 1), ym.dtype)], axis=1)
+    innovation = target - Hm @ mean
+    PHt = cov @ Hm.T
+    S = symmetrize(Hm @ PHt + Rm)
+    chol = jnp.linalg.cholesky(S)
+    gain = jsl.cho_solve((chol, True), PHt.T).T
+    filtered_mean = mean + gain @ innovation
+    IKH = jnp.eye(cov.shape[0], dtype=cov.dtype) - gain @ Hm
+    filtered_cov = symmetrize(IKH @ cov @ IKH.T + gain @ Rm @ gain.T)
+    information = innovation.T @ jsl.cho_solve((chol, True), innovation)
+    n_obs = jnp.sum(mask)
+    log_norm = -0.5 * (n_obs * LOG_2PI + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))))
+    return filtered_mean, filtered_cov, innovation, S, information, log_norm
+
+
+def _predict(mean, cov, F, Q, c):
+    """Time update of the augmented mean; the offset enters column 0 only."""
+    predicted_mean = F @ mean
+    predicted_mean = predicted_mean.at[:, 0].add(c)
+    return predicted_mean, symmetrize(F @ cov @ F.T + Q)
+
+
+def _augmented_initial(init: InitialState):
+    return jnp.concatenate([init.mean[:, None], init.diffuse], axis=1), init.cov
+
+
+def kalman_filter(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, mask: jax.Array) -> FilterResult:
+    """Run the augmented Kalman filter over ``y`` (T, D) with observation mask (T, D).
+
+    Returns the full :class:`FilterResult`; use :func:`log_likelihood` when only the
+    likelihood is needed (it stores nothing per step).
+    """
+    scanned, at = _time_step(arrays, y.shape[0])
+
+    def step(carry, xs):
+        mean, cov = carry
+        sliced, y_t, m_t = xs
+        a = at(sliced)
+        f_mean, f_cov, innov, S, info, log_norm = _update(
+            mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
+        )
+        next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
+        out = FilterResult(mean, cov, f_mean, f_cov, innov, S, info, log_norm)
+        return (next_mean, next_cov), out
+
+    _, result = jax.lax.scan(step, _augmented_initial(init), (scanned, y, mask))
+    return result
+
+
+def diffuse_log_likelihood(information_sum: jax.Array, log_norm_sum: jax.Array) -> jax.Array:
+    """Integrate the diffuse directions out of the summed information matrix (see module docstring)."""
+    num_diffuse = information_sum.shape[0] - 1
+    quad = information_sum[0, 0]
+    if num_diffuse == 0:
+        return log_norm_sum - 0.5 * quad
+    G_dd = information_sum[1:, 1:]
+    G_d0 = information_sum[1:, 0]
+    chol = jnp.linalg.cholesky(symmetrize(G_dd))
+    half = jsl.solve_triangular(chol, G_d0, lower=True)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return log_norm_sum - 0.5 * (quad - half @ half + log_det) + 0.5 * num_diffuse * LOG_2PI
+
+
+def log_likelihood(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, mask: jax.Array) -> jax.Array:
+    """Exact (diffuse) log-likelihood of ``y`` (T, D); a lean scan that stores nothing per step."""
+    scanned, at = _time_step(arrays, y.shape[0])
+    num_aug = init.diffuse.shape[1] + 1
+
+    def step(carry, xs):
+        mean, cov, info_sum, norm_sum = carry
+        sliced, y_t, m_t = xs
+        a = at(sliced)
+        f_mean, f_cov, _, _, info, log_norm = _update(
+            mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
+        )
+        next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
+        return (next_mean, next_cov, info_sum + info, norm_sum + log_norm), None
+
+    mean0, cov0 = _augmented_initial(init)
+    zero = jnp.zeros((), cov0.dtype)
+    carry0 = (mean0, cov0, jnp.zeros((num_aug, num_aug), cov0.dtype), zero)
+    (_, _, info_sum, norm_sum), _ = jax.lax.scan(step, carry0, (scanned, y, mask))
+    return diffuse_log_likelihood(info_sum, norm_sum)
+
+
+def _delta_posterior(information: jax.Array):
+    """Posterior of the diffuse vector from a summed information matrix (..., 1+K, 1+K).
+
+    Returns ``(delta_mean (..., K), delta_cov (..., K, K), valid (...))``; ``valid`` is False
+    while the information about ``delta`` is still singular (too few observations so far).
+    """
+    G_dd = symmetrize(information[..., 1:, 1:])
+    G_d0 = information[..., 1:, 0]
+    num_diffuse = G_dd.shape[-1]
+    if num_diffuse == 0:
+        batch = information.shape[:-2]
+        return G_d0, G_dd, jnp.ones(batch, bool)
+    eigval, eigvec = jnp.linalg.eigh(G_dd)
+    top = jnp.maximum(eigval[..., -1:], jnp.finfo(G_dd.dtype).tiny)
+    valid = jnp.all(eigval > 1e-9 * top, axis=-1)
+    safe = jnp.where(eigval > 1e-9 * top, eigval, 1.0)
+    inv = jnp.einsum("...ik,...k,...jk->...ij", eigvec, 1.0 / safe, eigvec)
+    return -jnp.einsum("...ij,...j->...i", inv, G_d0), inv, valid
+
+
+def _collapse(mean_aug: jax.Array, cov: jax.Array, information: jax.Array) -> Moments:
+    """Combine augmented means (..., N, 1+K) with the posterior of delta into ordinary moments."""
+    delta_mean, delta_cov, valid = _delta_posterior(information)
+    sens = mean_aug[..., 1:]
+    mean = mean_aug[..., 0] + jnp.einsum("...nk,...k->...n", sens, delta_mean)
+    cov = cov + jnp.einsum("...nk,...kl,...ml->...nm", sens, delta_cov, sens)
+    return Moments(mean, symmetrize(cov), valid)
+
+
+def _exclusive_cumsum(x: jax.Array) -> jax.Array:
+    return jnp.cumsum(x, axis=0) - x
+
+
+def collapse_predicted(result: FilterResult) -> Moments:
+    """One-step-ahead state moments given y before t; ``valid`` False during the diffuse burn-in."""
+    return _collapse(result.predicted_mean, result.predicted_cov, _exclusive_cumsum(result.information))
+
+
+def collapse_filtered(result: FilterResult) -> Moments:
+    """Filtered state moments given y up to t; ``valid`` False during the diffuse burn-in."""
+    return _collapse(result.filtered_mean, result.filtered_cov, jnp.cumsum(result.information, axis=0))
+
+
+def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
+    """Moments of :math:`y_t = H_t x_t + d_t + \\varepsilon_t` given state moments (T, N)."""
+    H, R, d = arrays.observation, arrays.observation_cov, arrays.observation_offset
+    mean = jnp.einsum("...dn,tn->td", H, state.mean) + d
+    cov = jnp.einsum("...dn,tnm,...em->tde", H, state.cov, H) + R
+    return Moments(mean, symmetrize(cov), state.valid)
+
+
+def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array):
+    """Per-step one-step-ahead log predictive density of the observed entries of y (T,).
+
+    Steps where the diffuse prior is not yet identified get NaN; steps with no observation get 0.
+    Summed over the valid steps this equals the diffuse log-likelihood when the diffuse states
+    are identified by the first observations.
+    """
+    pred = observation_moments(arrays, collapse_predicted(result))
+    m = mask.astype(y.dtype)
+    resid = (y - pred.mean) * m
+    cov = pred.cov * (m[:, :, None] * m[:, None, :]) + jax.vmap(jnp.diag)(1.0 - m)
+    chol = jnp.linalg.cholesky(symmetrize(cov))
+    z = jax.vmap(lambda L, r: jsl.solve_triangular(L, r, lower=True))(chol, resid)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    logpdf = -0.5 * (jnp.sum(m, axis=-1) * LOG_2PI + log_det + jnp.sum(z**2, axis=-1))
+    return jnp.where(pred.valid, logpdf, jnp.nan)
+
+
+def rts_smoother(arrays: StateSpaceArrays, result: FilterResult, mask: jax.Array) -> Moments:
+    r"""Smoothed state moments given all the data (Durbin & Koopman's backward recursion).
+
+    Uses :math:`r_{t-1} = H_t^\top S_t^{-1} v_t + L_t^\top r_t`,
+    :math:`N_{t-1} = H_t^\top S_t^{-1} H_t + L_t^\top N_t L_t` with
+    :math:`L_t = F_t (I - K_t H_t)`, which never inverts a predicted covariance (so singular
+    ones, e.g. from deterministic components, are fine). The recursion runs on the augmented
+    means; the diffuse vector is then set to its posterior given all the data.
+    """
+    num_steps = result.log_norm.shape[0]
+    scanned, at = _time_step(arrays, num_steps)
+
+    def step(carry, xs):
+        r, Nmat = carry
+        sliced, pred_mean, pred_cov, innov, S, m_t = xs
+        a = at(sliced)
+        Hm = a.observation * m_t[:, None].astype(S.dtype)
+        chol = jnp.linalg.cholesky(S)
+        Sinv_H = jsl.cho_solve((chol, True), Hm)
+        gain = pred_cov @ Sinv_H.T
+        L = a.transition @ (jnp.eye(pred_cov.shape[0], dtype=S.dtype) - gain @ Hm)
+        r_prev = Hm.T @ jsl.cho_solve((chol, True), innov) + L.T @ r
+        N_prev = symmetrize(Hm.T @ Sinv_H + L.T @ Nmat @ L)
+        smoothed_mean = pred_mean + pred_cov @ r_prev
+        smoothed_cov = symmetrize(pred_cov - pred_cov @ N_prev @ pred_cov)
+        return (r_prev, N_prev), (smoothed_mean, smoothed_cov)
+
+    N = result.predicted_cov.shape[-1]
+    r0 = jnp.zeros((N, result.predicted_mean.shape[-1]), result.predicted_cov.dtype)
+    N0 = jnp.zeros((N, N), result.predicted_cov.dtype)
+    xs = (scanned, result.predicted_mean, result.predicted_cov, result.innovation, result.innovation_cov, mask)
+    _, (means, covs) = jax.lax.scan(step, (r0, N0), xs, reverse=True)
+    total = jnp.sum(result.information, axis=0)
+    total = jnp.broadcast_to(total, (num_steps,) + total.shape)
+    return _collapse(means, covs, total)
+
+
+def psd_sqrt(a: jax.Array) -> jax.Array:
+    """A matrix ``L`` with ``L @ L.T == a`` for a symmetric PSD ``a`` (eigenvalues clipped at 0)."""
+    eigval, eigvec = jnp.linalg.eigh(symmetrize(a))
+    return eigvec * jnp.sqrt(jnp.maximum(eigval, 0.0))[..., None, :]
+
+
+def simulate(key, arrays: StateSpaceArrays, init: InitialState, num_steps: int):
+    """Draw ``(states (T, N), observations (T, D))`` from the model with the diffuse vector at 0."""
+    scanned, at = _time_step(arrays, num_steps)
+    key_init, key_steps = jax.random.split(key)
+    N = init.mean.shape[0]
+    x0 = init.mean + psd_sqrt(init.cov) @ jax.random.normal(key_init, (N,), init.cov.dtype)
+
+    def step(x, xs):
+        sliced, k = xs
+        a = at(sliced)
+        k_obs, k_state = jax.random.split(k)
+        D = a.observation.shape[0]
+        y = a.observation @ x + a.observation_offset
+        y = y + psd_sqrt(a.observation_cov) @ jax.random.normal(k_obs, (D,), x.dtype)
+        x_next = a.transition @ x + a.transition_offset
+        x_next = x_next + psd_sqrt(a.transition_cov) @ jax.random.normal(k_state, (N,), x.dtype)
+        return x_next, (x, y)
+
+    _, (states, obs) = jax.lax.scan(step, x0, (scanned, jax.random.split(key_steps, num_steps)))
+    return states, obs
+
+
+def smoothed_mean(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, mask: jax.Array) -> jax.Array:
+    """Posterior mean of the states (T, N) given the observed entries of ``y``."""
+    return rts_smoother(arrays, kalman_filter(arrays, init, y, mask), mask).mean
+
+
+def simulation_smoother(key, arrays: StateSpaceArrays, init: InitialState, y, mask, num_draws: int):
+    r"""Draws ``(num_draws, T, N)`` from the posterior of the states given the observed y.
+
+    Durbin & Koopman's (2002) mean-correction method: simulate :math:`(x^+, y^+)` from the model,
+    then :math:`\tilde x = \hat x(y) + x^+ - \hat x(y^+)`. It needs only smoothed means, so it is
+    exact for singular covariances; the diffuse vector of :math:`x^+` may be 0 because the
+    smoothing error does not depend on it. Fully missing steps (e.g. a forecast horizon appended
+    as masked rows) give draws from the joint predictive distribution.
+    """
+    base = smoothed_mean(arrays, init, y, mask)
+
+    def one(k):
+        states, obs = simulate(k, arrays, init, y.shape[0])
+        return base + states - smoothed_mean(arrays, init, obs, mask)
+
+    return jax.vmap(one)(jax.random.split(key, num_draws))
