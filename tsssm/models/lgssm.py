@@ -1,0 +1,167 @@
+r"""Linear-Gaussian state-space models: structural sums of components and a general learned SSM.
+
+Every model here follows one small protocol used by :mod:`tsssm.inference` and the estimators:
+
+``param_specs()``
+    the parameters (:class:`~tsssm.models.constraints.ParamSpec`), in a fixed order;
+``start_params(y, inputs)``
+    starting values (a dict of constrained values) from the data, NaN = missing;
+``system(params, times, inputs)``
+    the kernels' :class:`~tsssm.kernels.kalman.StateSpaceArrays` and
+    :class:`~tsssm.kernels.kalman.InitialState` for the time points ``times`` (T,) and exogenous
+    ``inputs`` (T, U) or ``None``;
+``state_names()``
+    labels of the state entries.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from tsssm.kernels.kalman import InitialState, StateSpaceArrays
+from tsssm.models.components import Component
+from tsssm.models.constraints import ParamSpec
+
+
+def _regression_offset(params: dict, exog: tuple, inputs, num_steps: int, dtype):
+    """Observation offset :math:`d_t = \\beta^\\top u_t` (T, 1), zeros without regressors."""
+    if not exog:
+        return jnp.zeros((num_steps, 1), dtype)
+    beta = jnp.stack([params[f"beta_{name}"] for name in exog])
+    return (inputs @ beta)[:, None]
+
+
+def _regression_specs(exog: tuple) -> tuple:
+    return tuple(ParamSpec(f"beta_{name}", "real") for name in exog)
+
+
+def _regression_start(y: np.ndarray, inputs) -> tuple[dict, np.ndarray]:
+    """OLS start for the coefficients and the residual series the components start from."""
+    if inputs is None or inputs.shape[1] == 0:
+        return {}, y
+    ok = np.isfinite(y)
+    beta = np.linalg.lstsq(inputs[ok], y[ok], rcond=None)[0]
+    return beta, y - inputs @ beta
+
+
+class StructuralModel(eqx.Module):
+    r"""Sum of structural components plus irregular noise and regression on exogenous inputs.
+
+    .. math::
+
+        y_t = z^\top x_t + \beta^\top u_t + \varepsilon_t,
+        \quad \varepsilon_t \sim N(0, \sigma^2_{irregular}),
+        \qquad x_{t+1} = F x_t + \eta_t, \quad \eta_t \sim N(0, Q),
+
+    with :math:`F, Q` block diagonal over ``components`` and :math:`z` their stacked loadings.
+    ``exog`` names the regression inputs (coefficients ``beta_<name>``).
+    """
+
+    components: tuple[Component, ...]
+    irregular: bool = True
+    exog: tuple[str, ...] = ()
+
+    def __add__(self, other):
+        if isinstance(other, StructuralModel):
+            return StructuralModel(self.components + other.components, self.irregular and other.irregular, self.exog + other.exog)
+        if isinstance(other, Component):
+            return StructuralModel(self.components + (other,), self.irregular, self.exog)
+        return NotImplemented
+
+    def with_exog(self, exog: tuple[str, ...]) -> "StructuralModel":
+        """The same model with regression on the inputs named ``exog``."""
+        return StructuralModel(self.components, self.irregular, tuple(exog))
+
+    def param_specs(self):
+        specs = (ParamSpec("sigma2_irregular"),) if self.irregular else ()
+        for component in self.components:
+            specs += component.param_specs()
+        specs += _regression_specs(self.exog)
+        names = [s.name for s in specs]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"two components share the parameter(s) {duplicated}: give them distinct names")
+        return specs
+
+    def state_names(self):
+        return tuple(name for c in self.components for name in c.state_names())
+
+    def start_params(self, y, inputs=None):
+        y = np.asarray(y, float)[:, 0]
+        beta, resid = _regression_start(y, inputs)
+        out = {f"beta_{n}": b for n, b in zip(self.exog, beta)}
+        for component in self.components:
+            out |= component.start_params(resid)
+        if self.irregular:
+            out["sigma2_irregular"] = float(np.nanvar(resid))
+        return out
+
+    def system(self, params, times, inputs=None):
+        blocks = [c.block(params) for c in self.components]
+        F = jsl.block_diag(*[b.transition for b in blocks])
+        Q = jsl.block_diag(*[b.transition_cov for b in blocks])
+        H = jnp.concatenate([b.loading for b in blocks])[None, :]
+        dtype = F.dtype
+        R = jnp.reshape(params["sigma2_irregular"] if self.irregular else 0.0, (1, 1)).astype(dtype)
+        d = _regression_offset(params, self.exog, inputs, times.shape[0], dtype)
+        arrays = StateSpaceArrays(F, Q, jnp.zeros(F.shape[0], dtype), H, R, d)
+        init = InitialState(
+            jnp.concatenate([b.init_mean for b in blocks]),
+            jsl.block_diag(*[b.init_cov for b in blocks]),
+            jsl.block_diag(*[b.diffuse for b in blocks]),
+        )
+        return arrays, init
+
+
+class LinearGaussianModel(eqx.Module):
+    r"""General linear-Gaussian SSM whose matrices are all learned.
+
+    .. math::
+
+        y_t = H x_t + d + \varepsilon_t, \quad \varepsilon_t \sim N(0, R), \qquad
+        x_{t+1} = F x_t + \eta_t, \quad \eta_t \sim N(0, I_k),
+
+    with a diffuse prior on :math:`x_0`. The state noise has unit covariance to fix the scale of
+    the state; the model is still identified only up to an orthogonal rotation of the state, so
+    ``transition`` and ``observation`` are not unique (their likelihood, forecasts and
+    predictions are).
+    """
+
+    state_dim: int
+    obs_dim: int = 1
+
+    def param_specs(self):
+        k, D = self.state_dim, self.obs_dim
+        return (
+            ParamSpec("transition", "real", (k, k)),
+            ParamSpec("observation", "real", (D, k)),
+            ParamSpec("obs_offset", "real", (D,)),
+            ParamSpec("obs_cov", "covariance", (D, D)),
+        )
+
+    def state_names(self):
+        return tuple(f"x[{i}]" for i in range(self.state_dim))
+
+    def start_params(self, y, inputs=None):
+        y = np.asarray(y, float)
+        k, D = self.state_dim, self.obs_dim
+        scale = np.sqrt(np.nanvar(y, axis=0))
+        rng = np.random.default_rng(0)
+        observation = scale[:, None] * (np.eye(D, k) + 0.1 * rng.standard_normal((D, k))) / np.sqrt(k)
+        return {
+            "transition": 0.9 * np.eye(k),
+            "observation": observation,
+            "obs_offset": np.zeros(D),
+            "obs_cov": np.diag(np.nanvar(y, axis=0) / 2.0),
+        }
+
+    def system(self, params, times, inputs=None):
+        F = params["transition"]
+        k = F.shape[0]
+        arrays = StateSpaceArrays(
+            F, jnp.eye(k, dtype=F.dtype), jnp.zeros(k, F.dtype), params["observation"], params["obs_cov"], params["obs_offset"]
+        )
+        return arrays, InitialState(jnp.zeros(k, F.dtype), jnp.zeros((k, k), F.dtype), jnp.eye(k, dtype=F.dtype))
