@@ -1,0 +1,42 @@
+"""tsssm: probabilistic time series with state-space models, on JAX.
+
+One scikit-learn-like API over the model families::
+
+    import tsssm
+    y = tsssm.datasets.load_nile()
+    model = tsssm.LocalLevel().fit(y)
+    fc = model.forecast(10)
+    fc.mean, fc.interval(0.95)
+
+The classical family computes in float64 without touching JAX's global settings
+(see :mod:`tsssm._config`).
+"""
+
+from tsssm import datasets
+from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
+from tsssm.estimators import (
+    LinearGaussianSSM,
+    LocalLevel,
+    LocalLinearTrend,
+    UnobservedComponents,
+    load,
+)
+from tsssm.forecast import Forecast
+from tsssm.models import components
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "Forecast",
+    "LinearGaussianSSM",
+    "LocalLevel",
+    "LocalLinearTrend",
+    "NotFittedError",
+    "NumericalError",
+    "UnobservedComponents",
+    "components",
+    "datasets",
+    "load",
+]

@@ -1,0 +1,20 @@
+"""The public estimators (thin: validate, convert, call inference, wrap results)."""
+
+from tsssm.estimators.base import BaseForecaster, load
+from tsssm.estimators.classical import (
+    LinearGaussianSSM,
+    LocalLevel,
+    LocalLinearTrend,
+    StateSpaceEstimator,
+    UnobservedComponents,
+)
+
+__all__ = [
+    "BaseForecaster",
+    "LinearGaussianSSM",
+    "LocalLevel",
+    "LocalLinearTrend",
+    "StateSpaceEstimator",
+    "UnobservedComponents",
+    "load",
+]

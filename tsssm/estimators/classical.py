@@ -1,0 +1,512 @@
+r"""Estimators of the classical linear-Gaussian family.
+
+Every class here builds a linear-Gaussian state-space model (:mod:`tsssm.models`), fits it by
+exact diffuse maximum likelihood (:mod:`tsssm.inference.mle`) and answers every question of the
+common API with the Kalman filter and smoother, in float64 (:mod:`tsssm._config`).
+
+Diffuse initialisation: non-stationary states (levels, slopes, seasonals, integrated ARIMA
+states) start from an improper flat prior, handled exactly by the augmented Kalman filter. The
+log-likelihood is the exact diffuse one of Durbin & Koopman (2012), without the
+:math:`\tfrac12\log 2\pi` constants of the observations that identify the diffuse states: it
+reads -632.5456 on the Nile data at the textbook estimates. statsmodels' ``use_exact_diffuse=True``
+reports :math:`0.5 \log(2\pi) \approx 0.919` less per diffuse state; its default approximate
+diffuse initialisation gives yet another number. Information criteria use
+:math:`n = ` observed values minus diffuse states.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from tsssm._config import float64
+from tsssm.data import PanelMeta, future_inputs, future_times, to_panel
+from tsssm.errors import DataError
+from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.forecast import Forecast
+from tsssm.inference import mle, posterior
+from tsssm.models.components import Autoregressive, Cycle, Level, Seasonal, Trend
+from tsssm.models.lgssm import LinearGaussianModel, StructuralModel
+
+
+class StateSpaceEstimator(BaseForecaster):
+    """Common behaviour of the classical estimators; subclasses only say which model to build.
+
+    Parameters (shared by every subclass)
+    -------------------------------------
+    method : {"mle"}
+        Estimation method (maximum likelihood).
+    fixed_params : dict, optional
+        Parameters held at given values, e.g. ``{"sigma2_level": 0.0}``. With every parameter
+        fixed, ``fit`` only runs the filter.
+    start_params : dict, optional
+        Starting values for the optimiser.
+    maxiter : int
+        Maximum optimiser iterations.
+    time_unit : str or pandas.Timedelta, optional
+        Unit of time for irregular timestamps (see :mod:`tsssm.data`).
+    random_state : int, optional
+        Seed of the draws made by ``forecast(...).samples`` and ``sample``.
+
+    Fitted attributes
+    -----------------
+    params_ : dict of name -> ndarray
+        Estimated (and fixed) parameters, constrained.
+    log_likelihood_ : float
+        Exact diffuse log-likelihood at ``params_``.
+    aic_, bic_ : float
+    nobs_ : int
+        Number of observed values.
+    converged_ : bool
+    model_ : the state-space model (``tsssm.models``).
+    """
+
+    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+        self.method = method
+        self.fixed_params = fixed_params
+        self.start_params = start_params
+        self.maxiter = maxiter
+        self.time_unit = time_unit
+        self.random_state = random_state
+
+    @abc.abstractmethod
+    def _build_model(self, num_columns: int, exog: tuple[str, ...]):
+        """The model (protocol of :mod:`tsssm.models.lgssm`) for this data."""
+
+    # ------------------------------------------------------------------ data
+    def _series(self, y, X=None) -> tuple[mle.SeriesData, PanelMeta]:
+        panel, meta = to_panel(y, X, time_unit=self.time_unit)
+        if len(meta.series_ids) != 1:
+            raise DataError(
+                f"{type(self).__name__} fits one series at a time, got {len(meta.series_ids)} series; "
+                "fit each series (group of the long frame) separately"
+            )
+        if not meta.regular:
+            raise DataError(
+                f"the timestamps are irregular, but {type(self).__name__} has discrete-time components that need a "
+                "regular grid; resample onto a regular grid (missing steps may stay NaN) or pass time_unit= so that "
+                "every gap is a whole number of steps"
+            )
+        inputs = None if panel.inputs is None else panel.inputs[0]
+        data = mle.SeriesData(panel.times[0], panel.values[0], panel.mask[0], inputs)
+        return data, meta
+
+    def _check_same_layout(self, meta: PanelMeta):
+        if meta.columns != self.meta_.columns or meta.input_columns != self.meta_.input_columns:
+            raise DataError(
+                f"the data has columns {list(meta.columns)} (inputs {list(meta.input_columns)}), but the model was "
+                f"fitted on {list(self.meta_.columns)} (inputs {list(self.meta_.input_columns)})"
+            )
+
+    @staticmethod
+    def _jax(data: mle.SeriesData) -> mle.SeriesData:
+        return mle.SeriesData(*(None if a is None else jnp.asarray(a) for a in data))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, y, X=None):
+        """Estimate the parameters from ``y`` (and exogenous ``X``); returns ``self``."""
+        if self.method != "mle":
+            raise DataError(f"method={self.method!r} is not available for {type(self).__name__}; use method='mle'")
+        data, meta = self._series(y, X)
+        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        with float64():
+            result = mle.fit(
+                model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params, maxiter=self.maxiter
+            )
+        self._set_fitted(model, meta, data, result.params, result.log_likelihood, result.converged)
+        return self
+
+    def _set_fitted(self, model, meta, data, params, log_likelihood, converged):
+        self.model_ = model
+        self.meta_ = meta
+        self.data_ = data
+        self.params_ = {k: np.asarray(v, float) for k, v in params.items()}
+        self.log_likelihood_ = float(log_likelihood)
+        self.converged_ = bool(converged)
+        self.nobs_ = int(np.sum(data.mask))
+        layout = mle.ParamLayout.build(model.param_specs(), self.fixed_params)
+        num_params = int(layout.flat_constrained(self.params_).size)
+        with float64():
+            _, init = model.system(self.params_, jnp.asarray(data.times), None if data.inputs is None else jnp.asarray(data.inputs))
+        n_effective = self.nobs_ - int(init.diffuse.shape[1])
+        self.num_params_ = num_params
+        self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * num_params
+        self.bic_ = -2.0 * self.log_likelihood_ + num_params * math.log(max(n_effective, 1))
+        self._bse = None
+
+    # ------------------------------------------------------------------ predictive distributions
+    def _extended(self, horizon, times, X) -> tuple[mle.SeriesData, tuple, np.ndarray]:
+        """Training data followed by the horizon as masked steps; returns it, the future indexes
+        and the positions of the requested future times in the extended arrays."""
+        self._check_horizon(horizon, times)
+        meta, data = self.meta_, self.data_
+        future_t, indexes = future_times(meta, horizon, times=times)
+        steps = future_t[0] - data.times[-1]
+        if np.any(np.abs(steps - np.round(steps)) > 1e-9):
+            raise DataError(
+                f"{type(self).__name__} is a discrete-time model: future times must lie on its grid "
+                f"(whole steps after the last observation), got step offsets {steps[:5].tolist()}..."
+            )
+        steps = np.round(steps).astype(int)
+        num_future = int(steps.max())
+        grid = data.times[-1] + np.arange(1, num_future + 1, dtype=float)
+        inputs = None
+        if data.inputs is not None:
+            if num_future != len(steps):
+                raise DataError("a model with exogenous inputs needs consecutive future steps (a horizon), not gaps")
+            inputs = np.concatenate([data.inputs, future_inputs(meta, X, indexes)[0]], axis=0)
+        elif X is not None:
+            raise DataError("X was given for the forecast, but the model was fitted without exogenous inputs")
+        D = data.values.shape[1]
+        extended = mle.SeriesData(
+            np.concatenate([data.times, grid]),
+            np.concatenate([data.values, np.zeros((num_future, D))]),
+            np.concatenate([data.mask, np.zeros((num_future, D), bool)]),
+            inputs,
+        )
+        return extended, indexes, len(data.times) - 1 + steps
+
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
+        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``).
+
+        Returns a :class:`tsssm.Forecast` with exact Gaussian marginals and joint draws
+        (made on first access of ``.samples``).
+        """
+        self._check_fitted()
+        extended, indexes, rows = self._extended(horizon, times, X)
+        with float64():
+            pred = posterior.predictions(self.model_, self.params_, self._jax(extended))
+            mean = np.asarray(pred.mean)[rows]
+            std = np.sqrt(np.clip(np.diagonal(np.asarray(pred.cov), axis1=1, axis2=2)[rows], 0.0, None))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise DataError(
+                "the forecast is not finite: the data do not identify the model's initial states "
+                "(too few observations for its diffuse states?)"
+            )
+        model, params = self.model_, self.params_
+
+        def sampler(num, seed):
+            with float64():
+                draws = posterior.observation_draws(model, params, self._jax(extended), jax.random.key(seed), num)
+                return np.asarray(draws)[:, rows][:, None]
+
+        return Forecast(
+            self.meta_, indexes, mean[None], std[None], sampler=sampler, num_samples=num_samples, levels=levels,
+            random_state=self.random_state,
+        )
+
+    def sample(self, num_samples, horizon=None, *, times=None, X=None, random_state=None):
+        """Joint draws ``(num_samples, h, D)`` from the fitted predictive distribution."""
+        fc = self.forecast(horizon, times=times, X=X, num_samples=num_samples)
+        if random_state is not None:
+            fc._seed = int(np.random.default_rng(random_state).integers(2**31))
+        return fc.samples
+
+    def _predictions(self, y=None, X=None):
+        self._check_fitted()
+        if y is None:
+            data, meta = self.data_, self.meta_
+        else:
+            data, meta = self._series(y, X)
+            self._check_same_layout(meta)
+        with float64():
+            pred = posterior.predictions(self.model_, self.params_, self._jax(data))
+            pred = posterior.Predictions(*(np.asarray(a) for a in pred))
+        return pred, data, meta
+
+    def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
+        """In-sample one-step-ahead predictive distribution (of the training data, or of ``y``).
+
+        Steps before the data identify the diffuse initial states have no proper predictive
+        distribution: their mean and standard deviation are NaN.
+        """
+        pred, _, meta = self._predictions(y, X)
+        std = np.sqrt(np.clip(np.diagonal(pred.cov, axis1=1, axis2=2), 0.0, None))
+        mean = np.where(pred.valid[:, None], pred.mean, np.nan)
+        std = np.where(pred.valid[:, None], std, np.nan)
+        return Forecast(meta, meta.indexes, mean[None], std[None], levels=levels)
+
+    def score_samples(self, y=None, X=None) -> pd.Series:
+        """Per-time negative log predictive density (higher = more anomalous).
+
+        One value per time step: :math:`-\\log p(y_t \\mid y_{<t})` over the observed entries of
+        :math:`y_t` (0 where nothing is observed; NaN during the diffuse burn-in).
+        """
+        pred, _, meta = self._predictions(y, X)
+        return pd.Series(-pred.log_density, index=meta.indexes[0], name="score")
+
+    def score(self, y=None, X=None) -> float:
+        """Total log predictive density (exact diffuse log-likelihood) of ``y`` at the fitted parameters."""
+        self._check_fitted()
+        if y is None:
+            return self.log_likelihood_
+        data, meta = self._series(y, X)
+        self._check_same_layout(meta)
+        with float64():
+            return float(mle._log_likelihood_jit(self.model_, self.params_, self._jax(data)))
+
+    def smooth(self, *, return_std=False):
+        """Smoothed states: DataFrame (time x state) of posterior means given all the data.
+
+        With ``return_std=True`` also the posterior standard deviations.
+        """
+        self._check_fitted()
+        with float64():
+            moments = posterior.smoothed_states(self.model_, self.params_, self._jax(self.data_))
+            mean, cov = np.asarray(moments.mean), np.asarray(moments.cov)
+        names = list(self.model_.state_names())
+        index = self.meta_.indexes[0]
+        mean_df = pd.DataFrame(mean, index=index, columns=names)
+        if not return_std:
+            return mean_df
+        std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+        return mean_df, pd.DataFrame(std, index=index, columns=names)
+
+    # ------------------------------------------------------------------ reporting
+    def _standard_errors(self):
+        if self._bse is None:
+            with float64():
+                self._bse = mle.standard_errors(self.model_, self.params_, self._jax(self.data_), self.fixed_params)
+        return self._bse
+
+    @property
+    def bse_(self) -> pd.Series:
+        """Standard errors of the free parameters (inverse observed information)."""
+        self._check_fitted()
+        labels, _, se = self._standard_errors()
+        return pd.Series(se, index=labels, name="std_error")
+
+    def summary(self) -> pd.DataFrame:
+        """Parameter table: estimate, standard error, z, p-value and 95% confidence bounds."""
+        self._check_fitted()
+        labels, estimate, se = self._standard_errors()
+        z = estimate / se
+        table = pd.DataFrame(
+            {
+                "estimate": estimate,
+                "std_error": se,
+                "z": z,
+                "p_value": 2.0 * scipy.stats.norm.sf(np.abs(z)),
+                "lower_95": estimate - 1.959963984540054 * se,
+                "upper_95": estimate + 1.959963984540054 * se,
+            },
+            index=pd.Index(labels, name="parameter"),
+        )
+        for name, value in (self.fixed_params or {}).items():
+            table.loc[name] = [float(np.asarray(value))] + [np.nan] * 5
+        table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_, nobs=self.nobs_)
+        return table
+
+    # ------------------------------------------------------------------ persistence
+    def _state_for_saving(self):
+        frame = self.meta_.frame(np.where(self.data_.mask, self.data_.values, np.nan)[None])
+        doc, arrays = frame_to_arrays(frame, "y")
+        x_doc = None
+        if self.data_.inputs is not None:
+            x_frame = pd.DataFrame(self.data_.inputs, index=frame.index, columns=list(self.meta_.input_columns))
+            x_doc, x_arrays = frame_to_arrays(x_frame, "X")
+            arrays |= x_arrays
+        arrays |= {f"param.{k}": v for k, v in self.params_.items()}
+        document = {
+            "hyperparameters": encode_params(self.get_params(deep=False)),
+            "y": doc,
+            "X": x_doc,
+            "log_likelihood": self.log_likelihood_,
+            "converged": self.converged_,
+        }
+        return document, arrays
+
+    def _restore(self, document, arrays):
+        y = frame_from_arrays(document["y"], arrays, "y")
+        X = None if document["X"] is None else frame_from_arrays(document["X"], arrays, "X")
+        data, meta = self._series(y, X)
+        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
+        self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
+
+
+def _univariate(estimator, num_columns: int):
+    if num_columns != 1:
+        raise DataError(
+            f"{type(estimator).__name__} models one column, got {num_columns}; select a column (df['y']) "
+            "or use tsssm.LinearGaussianSSM for multivariate data"
+        )
+
+
+_LEVEL_SPECS = {
+    # name: (level component or None, irregular)
+    "irregular": (None, True),
+    "fixed intercept": (Level(stochastic=False), False),
+    "deterministic constant": (Level(stochastic=False), True),
+    "local level": (Level(), True),
+    "random walk": (Level(), False),
+    "fixed slope": (Trend(False, False), False),
+    "deterministic trend": (Trend(False, False), True),
+    "local linear deterministic trend": (Trend(True, False), True),
+    "random walk with drift": (Trend(True, False), False),
+    "local linear trend": (Trend(True, True), True),
+    "smooth trend": (Trend(False, True), True),
+    "random trend": (Trend(False, True), False),
+}
+
+
+class UnobservedComponents(StateSpaceEstimator):
+    r"""Structural time-series model: level/trend + seasonal + cycle + AR + regression + noise.
+
+    .. math::
+
+        y_t = \mu_t + \gamma_t + c_t + a_t + \beta^\top u_t + \varepsilon_t
+
+    Parameters
+    ----------
+    level : str or bool
+        Trend specification, one of statsmodels' names: ``"local level"`` (default),
+        ``"local linear trend"``, ``"smooth trend"``, ``"random walk"``, ``"random walk with
+        drift"``, ``"deterministic constant"``, ``"deterministic trend"``, ``"local linear
+        deterministic trend"``, ``"fixed intercept"``, ``"fixed slope"``, ``"random trend"``,
+        ``"irregular"``; ``True`` means ``"local level"``, ``False`` ``"irregular"``.
+    seasonal : int, optional
+        Period of a seasonal component.
+    harmonics : int, optional
+        If given, the seasonal is trigonometric with this many harmonics, else dummy.
+    stochastic_seasonal : bool
+    cycle : bool
+        Add a stochastic damped cycle (:class:`tsssm.models.components.Cycle`).
+    cycle_period_bounds : tuple
+        Bounds of the cycle's period, in time steps.
+    autoregressive : int, optional
+        Order of an AR component.
+    components : StructuralModel or Component, optional
+        Components composed with ``+`` (e.g. ``Trend() + Seasonal(12)``); overrides the above.
+        Irregular noise and regression on ``X`` are added as usual.
+    **kwargs
+        Shared options of :class:`StateSpaceEstimator`.
+
+    Exogenous columns passed as ``X`` to ``fit`` enter as a regression with coefficients
+    ``beta_<column>``.
+    """
+
+    def __init__(
+        self,
+        level="local level",
+        *,
+        seasonal=None,
+        harmonics=None,
+        stochastic_seasonal=True,
+        cycle=False,
+        cycle_period_bounds=(2.0, 50.0),
+        autoregressive=None,
+        components=None,
+        method="mle",
+        fixed_params=None,
+        start_params=None,
+        maxiter=1000,
+        time_unit=None,
+        random_state=None,
+    ):
+        self.level = level
+        self.seasonal = seasonal
+        self.harmonics = harmonics
+        self.stochastic_seasonal = stochastic_seasonal
+        self.cycle = cycle
+        self.cycle_period_bounds = cycle_period_bounds
+        self.autoregressive = autoregressive
+        self.components = components
+        super().__init__(
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
+            random_state=random_state,
+        )
+
+    def _structure(self) -> StructuralModel:
+        if self.components is not None:
+            comps = self.components
+            return comps if isinstance(comps, StructuralModel) else StructuralModel((comps,))
+        level = {True: "local level", False: "irregular"}.get(self.level, self.level)
+        if level not in _LEVEL_SPECS:
+            raise DataError(f"level={self.level!r} is not a known trend specification; use one of {sorted(_LEVEL_SPECS)}")
+        level_component, irregular = _LEVEL_SPECS[level]
+        parts = [] if level_component is None else [level_component]
+        if self.seasonal is not None:
+            parts.append(Seasonal(int(self.seasonal), self.harmonics, self.stochastic_seasonal))
+        if self.cycle:
+            parts.append(Cycle(period_bounds=tuple(self.cycle_period_bounds)))
+        if self.autoregressive:
+            parts.append(Autoregressive(int(self.autoregressive)))
+        if not parts and not irregular:
+            raise DataError("the model has no components: choose a level or add seasonal/cycle/autoregressive")
+        return StructuralModel(tuple(parts), irregular)
+
+    def _build_model(self, num_columns, exog):
+        _univariate(self, num_columns)
+        return self._structure().with_exog(exog)
+
+
+class LocalLevel(UnobservedComponents):
+    r"""Local level model: :math:`y_t = \mu_t + \varepsilon_t`, :math:`\mu_{t+1} = \mu_t + \eta_t`.
+
+    Parameters ``sigma2_irregular`` (:math:`\varepsilon`) and ``sigma2_level`` (:math:`\eta`).
+    Options as :class:`StateSpaceEstimator`.
+    """
+
+    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+        super().__init__(
+            "local level", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
+            time_unit=time_unit, random_state=random_state,
+        )
+
+
+class LocalLinearTrend(UnobservedComponents):
+    r"""Local linear trend model: level :math:`\mu_t` with a random-walk slope :math:`\nu_t`.
+
+    .. math::
+
+        y_t = \mu_t + \varepsilon_t, \quad \mu_{t+1} = \mu_t + \nu_t + \eta_t, \quad
+        \nu_{t+1} = \nu_t + \zeta_t
+
+    Parameters ``sigma2_irregular``, ``sigma2_level`` and ``sigma2_trend``.
+    Options as :class:`StateSpaceEstimator`.
+    """
+
+    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+        super().__init__(
+            "local linear trend", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
+            time_unit=time_unit, random_state=random_state,
+        )
+
+
+class LinearGaussianSSM(StateSpaceEstimator):
+    r"""General linear-Gaussian SSM with ``state_dim`` latent states and learned matrices.
+
+    .. math::
+
+        y_t = H x_t + d + \varepsilon_t, \ \varepsilon_t \sim N(0, R), \qquad
+        x_{t+1} = F x_t + \eta_t, \ \eta_t \sim N(0, I)
+
+    Works with several observed columns (D > 1), each possibly missing at any time. ``F``
+    (``transition``), ``H`` (``observation``), ``d`` (``obs_offset``) and ``R`` (``obs_cov``)
+    are estimated; the state has a diffuse prior. See
+    :class:`tsssm.models.lgssm.LinearGaussianModel` for identification.
+    """
+
+    def __init__(
+        self, state_dim=1, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None,
+        random_state=None,
+    ):
+        self.state_dim = state_dim
+        super().__init__(
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
+            random_state=random_state,
+        )
+
+    def _build_model(self, num_columns, exog):
+        if exog:
+            raise DataError("LinearGaussianSSM does not take exogenous inputs X; use UnobservedComponents or ARIMA")
+        if int(self.state_dim) < 1:
+            raise DataError(f"state_dim must be a positive integer, got {self.state_dim!r}")
+        return LinearGaussianModel(int(self.state_dim), num_columns)

@@ -1,0 +1,228 @@
+r"""Maximum-likelihood estimation of linear-Gaussian state-space models.
+
+The objective is the exact (diffuse) log-likelihood of :func:`tsssm.kernels.kalman.log_likelihood`.
+Free parameters live in one unconstrained vector :math:`\theta`; each
+:class:`~tsssm.models.constraints.ParamSpec` maps its slice to the constrained value. SciPy's BFGS
+drives a jitted value-and-gradient of :math:`-\log L(\theta) / n` (compiled once per model
+structure and data shape: a refit on new data of the same shape does not recompile).
+Standard errors come from the inverse of the observed information, the Hessian of
+:math:`-\log L` with respect to the *constrained* free parameters at the optimum.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+from tsssm.errors import ConvergenceWarning, DataError, NumericalError
+from tsssm.kernels import kalman
+from tsssm.models.constraints import ParamSpec, constrain, unconstrain, unconstrained_shape
+
+
+class ParamLayout(eqx.Module):
+    """How the free parameters of a model sit in the flat vector; fixed ones are held aside.
+
+    ``free`` and ``fixed`` are tuples of :class:`ParamSpec` (static); ``fixed_values`` holds the
+    constrained values of the fixed parameters (dynamic, so changing them does not recompile).
+    """
+
+    free: tuple = eqx.field(static=True)
+    fixed: tuple = eqx.field(static=True)
+    fixed_values: dict
+
+    @classmethod
+    def build(cls, specs: tuple[ParamSpec, ...], fixed_params: dict | None) -> "ParamLayout":
+        fixed_params = dict(fixed_params or {})
+        names = [s.name for s in specs]
+        unknown = sorted(set(fixed_params) - set(names))
+        if unknown:
+            raise DataError(f"fixed_params names {unknown} are not parameters of this model; its parameters are {names}")
+        fixed = tuple(s for s in specs if s.name in fixed_params)
+        values = {}
+        for s in fixed:
+            value = np.asarray(fixed_params[s.name], float)
+            if value.shape != tuple(s.shape):
+                raise DataError(f"fixed_params[{s.name!r}] must have shape {tuple(s.shape)}, got {value.shape}")
+            values[s.name] = jnp.asarray(value)
+        return cls(tuple(s for s in specs if s.name not in fixed_params), fixed, values)
+
+    @property
+    def size(self) -> int:
+        return int(sum(np.prod(unconstrained_shape(s), dtype=int) for s in self.free))
+
+    def constrained(self, theta) -> dict:
+        """Unconstrained flat vector -> dict of constrained values (fixed ones included)."""
+        out, start = dict(self.fixed_values), 0
+        for s in self.free:
+            shape = unconstrained_shape(s)
+            size = int(np.prod(shape, dtype=int))
+            out[s.name] = constrain(s, theta[start : start + size].reshape(shape))
+            start += size
+        return out
+
+    def unconstrained(self, params: dict) -> np.ndarray:
+        """Dict of constrained values -> unconstrained flat vector of the free parameters."""
+        parts = [np.ravel(unconstrain(s, params[s.name])) for s in self.free]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def flat_constrained(self, params: dict) -> np.ndarray:
+        """The free parameters' constrained values as one flat vector (for standard errors)."""
+        parts = [np.ravel(np.asarray(params[s.name], float)) for s in self.free]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def from_flat_constrained(self, flat) -> dict:
+        out, start = dict(self.fixed_values), 0
+        for s in self.free:
+            size = int(np.prod(s.shape, dtype=int))
+            out[s.name] = flat[start : start + size].reshape(s.shape)
+            start += size
+        return out
+
+    def labels(self) -> list[str]:
+        """One label per element of the free constrained vector."""
+        out = []
+        for s in self.free:
+            size = int(np.prod(s.shape, dtype=int))
+            if size == 1 and not s.shape:
+                out.append(s.name)
+            elif s.labels:
+                out.extend(s.labels)
+            else:
+                out.extend(f"{s.name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*s.shape))
+        return out
+
+
+class SeriesData(NamedTuple):
+    """One series as the kernels see it: times (T,), values (T, D), mask (T, D), inputs (T, U) or None."""
+
+    times: jax.Array
+    values: jax.Array
+    mask: jax.Array
+    inputs: jax.Array | None
+
+
+def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
+    """Exact diffuse log-likelihood of ``data`` under ``model`` with constrained ``params``."""
+    arrays, init = model.system(params, data.times, data.inputs)
+    return kalman.log_likelihood(arrays, init, data.values, data.mask)
+
+
+@eqx.filter_jit
+def _objective(model, layout: ParamLayout, theta, data: SeriesData, scale):
+    """Mean negative log-likelihood and its gradient in the unconstrained space."""
+
+    def nll(th):
+        return -log_likelihood(model, layout.constrained(th), data) / scale
+
+    return jax.value_and_grad(nll)(theta)
+
+
+@eqx.filter_jit
+def _observed_information(model, layout: ParamLayout, flat, data: SeriesData):
+    """Hessian of -log L with respect to the free constrained parameters."""
+    return jax.hessian(lambda c: -log_likelihood(model, layout.from_flat_constrained(c), data))(flat)
+
+
+@eqx.filter_jit
+def _log_likelihood_jit(model, params, data):
+    return log_likelihood(model, params, data)
+
+
+class MLEResult(NamedTuple):
+    """Outcome of :func:`fit`: constrained ``params``, ``log_likelihood``, optimiser diagnostics."""
+
+    params: dict
+    log_likelihood: float
+    converged: bool
+    iterations: int
+    message: str
+
+
+def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxiter: int = 1000) -> MLEResult:
+    """Maximise the exact diffuse log-likelihood over the free parameters of ``model``.
+
+    Parameters
+    ----------
+    model : a model following the protocol of :mod:`tsssm.models.lgssm`.
+    data : SeriesData
+    fixed_params : dict, optional
+        Parameters held at the given constrained values. With all of them fixed, no optimisation
+        runs: the result just evaluates the likelihood.
+    start_params : dict, optional
+        Constrained starting values; defaults to ``model.start_params``.
+    maxiter : int
+        Maximum BFGS iterations.
+    """
+    layout = ParamLayout.build(model.param_specs(), fixed_params)
+    start = model.start_params(np.where(np.asarray(data.mask), np.asarray(data.values), np.nan), _np_or_none(data.inputs))
+    start |= dict(start_params or {})
+    start |= dict(fixed_params or {})
+    nobs = max(int(np.sum(np.asarray(data.mask))), 1)
+    scale = jnp.asarray(float(nobs))
+    if layout.size == 0:
+        params = layout.constrained(jnp.zeros(0))
+        ll = float(_log_likelihood_jit(model, params, data))
+        _check_finite(ll)
+        return MLEResult(_to_numpy(params), ll, True, 0, "all parameters fixed")
+
+    def fun(theta):
+        value, grad = _objective(model, layout, jnp.asarray(theta), data, scale)
+        value, grad = float(value), np.asarray(grad, float)
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return np.inf, np.zeros_like(grad)
+        return value, grad
+
+    theta0 = layout.unconstrained(start)
+    if not np.isfinite(fun(theta0)[0]):
+        raise NumericalError("the log-likelihood is not finite at the starting values; pass start_params= or check the data scale")
+    res = scipy.optimize.minimize(fun, theta0, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": 1e-7})
+    grad_norm = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
+    converged = bool(res.success or grad_norm < 1e-4)
+    if not converged:
+        warnings.warn(
+            f"maximum-likelihood optimisation did not converge ({res.message}; max |gradient| {grad_norm:.2g}); "
+            "try other start_params= or a larger maxiter=",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    params = layout.constrained(jnp.asarray(res.x))
+    ll = float(_log_likelihood_jit(model, params, data))
+    _check_finite(ll)
+    return MLEResult(_to_numpy(params), ll, converged, int(res.nit), str(res.message))
+
+
+def standard_errors(model, params: dict, data: SeriesData, fixed_params=None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Labels, estimates and standard errors of the free parameters (inverse observed information).
+
+    Standard errors are NaN where the information matrix is not positive definite, e.g. for a
+    variance estimated at its zero boundary or for parameters identified only up to rotation.
+    """
+    layout = ParamLayout.build(model.param_specs(), fixed_params)
+    flat = layout.flat_constrained(params)
+    if flat.size == 0:
+        return [], flat, flat
+    info = np.asarray(_observed_information(model, layout, jnp.asarray(flat), data))
+    eigval = np.linalg.eigvalsh(0.5 * (info + info.T)) if np.all(np.isfinite(info)) else np.array([-1.0])
+    if eigval.min() <= 1e-10 * max(eigval.max(), 1e-300):
+        return layout.labels(), flat, np.full(flat.shape, np.nan)
+    cov = np.linalg.inv(info)
+    return layout.labels(), flat, np.sqrt(np.clip(np.diagonal(cov), 0.0, None))
+
+
+def _check_finite(ll: float):
+    if not np.isfinite(ll):
+        raise NumericalError("the log-likelihood is not finite at the estimated parameters (a covariance may not be positive definite)")
+
+
+def _to_numpy(params: dict) -> dict:
+    return {k: np.asarray(v, float) for k, v in params.items()}
+
+
+def _np_or_none(a):
+    return None if a is None else np.asarray(a)

@@ -1,0 +1,66 @@
+"""State and predictive distributions of a linear-Gaussian model at given parameters.
+
+Module-level jitted functions (compiled once per model structure and data shape) that the
+estimators call after fitting. Forecasts use the same functions: the horizon is appended to the
+data as fully-missing steps, so the one-step "predictions" there are the exact multi-step
+predictive distributions and the simulation smoother gives joint draws over the horizon.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from tsssm.inference.mle import SeriesData
+from tsssm.kernels import kalman
+
+
+class Predictions(NamedTuple):
+    """One-step-ahead predictive moments of y (T, D), (T, D, D), ``valid`` (T,) and log-density (T,)."""
+
+    mean: jax.Array
+    cov: jax.Array
+    valid: jax.Array
+    log_density: jax.Array
+
+
+@eqx.filter_jit
+def predictions(model, params: dict, data: SeriesData) -> Predictions:
+    """One-step-ahead predictive distribution of every y_t given y before t.
+
+    ``valid`` is False (and the log-density NaN) while the diffuse initial states are not yet
+    identified by the data.
+    """
+    arrays, init = model.system(params, data.times, data.inputs)
+    result = kalman.kalman_filter(arrays, init, data.values, data.mask)
+    moments = kalman.observation_moments(arrays, kalman.collapse_predicted(result))
+    log_density = kalman.predictive_log_density(result, arrays, data.values, data.mask)
+    return Predictions(moments.mean, moments.cov, moments.valid, log_density)
+
+
+@eqx.filter_jit
+def smoothed_states(model, params: dict, data: SeriesData) -> kalman.Moments:
+    """Posterior moments of the states given all observed data: mean (T, N), cov (T, N, N)."""
+    arrays, init = model.system(params, data.times, data.inputs)
+    result = kalman.kalman_filter(arrays, init, data.values, data.mask)
+    return kalman.rts_smoother(arrays, result, data.mask)
+
+
+@eqx.filter_jit
+def observation_draws(model, params: dict, data: SeriesData, key, num_draws: int):
+    """Joint posterior-predictive draws of y (num_draws, T, D) given the observed entries.
+
+    At masked steps (a forecast horizon) these are draws from the joint predictive distribution.
+    """
+    arrays, init = model.system(params, data.times, data.inputs)
+    key_states, key_noise = jax.random.split(key)
+    states = kalman.simulation_smoother(key_states, arrays, init, data.values, data.mask, num_draws)
+    H = jnp.broadcast_to(arrays.observation, data.values.shape[:1] + arrays.observation.shape[-2:])
+    R = jnp.broadcast_to(arrays.observation_cov, data.values.shape[:1] + arrays.observation_cov.shape[-2:])
+    d = jnp.broadcast_to(arrays.observation_offset, data.values.shape)
+    noise_scale = jax.vmap(kalman.psd_sqrt)(R)
+    eps = jax.random.normal(key_noise, (num_draws,) + data.values.shape, data.values.dtype)
+    return jnp.einsum("tdn,stn->std", H, states) + d + jnp.einsum("tde,ste->std", noise_scale, eps)
