@@ -80,7 +80,9 @@ def check_index(
 
     missing = np.flatnonzero(pd.isna(index))
     if missing.size:
-        raise DataError(f"{where} has a missing time (NaT/NaN) at row {row(missing[0])}; drop that row")
+        raise DataError(
+            f"{where} has a missing time (NaT/NaN) at row {row(missing[0])}; drop that row"
+        )
     if index.dtype.kind == "f" and not np.isfinite(index.to_numpy()).all():
         bad = np.flatnonzero(~np.isfinite(index.to_numpy()))[0]
         raise DataError(f"{where} has a non-finite time at row {row(bad)}; drop that row")
@@ -164,8 +166,7 @@ def numeric_array(array: object, where: str) -> np.ndarray:
     array = np.asarray(array)
     if array.dtype.kind not in "iuf":
         raise DataError(
-            f"{where} has dtype {array.dtype}, not real numbers; convert it with "
-            ".astype(float)"
+            f"{where} has dtype {array.dtype}, not real numbers; convert it with .astype(float)"
         )
     if array.size == 0:
         raise DataError(f"{where} is empty (shape {array.shape})")

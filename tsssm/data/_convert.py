@@ -14,13 +14,17 @@ from tsssm.data._time import TimeAxis, complete_index, continue_index, infer_axi
 from tsssm.errors import DataError
 
 _SORT_WIDE = "sort with y.sort_index()"
-_DEDUP_WIDE = "drop or aggregate repeats, e.g. y[~y.index.duplicated()] or y.groupby(level=0).mean()"
+_DEDUP_WIDE = (
+    "drop or aggregate repeats, e.g. y[~y.index.duplicated()] or y.groupby(level=0).mean()"
+)
 _SORT_LONG = f"sort with df.sort_values([{ID_COLUMN!r}, {TIME_COLUMN!r}])"
-_DEDUP_LONG = f"drop or aggregate repeats, e.g. df.drop_duplicates([{ID_COLUMN!r}, {TIME_COLUMN!r}])"
+_DEDUP_LONG = (
+    f"drop or aggregate repeats, e.g. df.drop_duplicates([{ID_COLUMN!r}, {TIME_COLUMN!r}])"
+)
 
 
 class _Part(NamedTuple):
-    """One series as given: its validated time index and ``(len(index), D)`` values (NaN = missing)."""
+    """One series as given: validated time index, ``(len(index), D)`` values (NaN = missing)."""
 
     index: pd.Index
     values: np.ndarray
@@ -162,12 +166,16 @@ def _split_long(frame: pd.DataFrame) -> _Split:
         )
     columns = tuple(name for name in frame.columns if name not in (ID_COLUMN, TIME_COLUMN))
     if not columns:
-        raise DataError(f"long-format y has no value columns besides {ID_COLUMN!r} and {TIME_COLUMN!r}")
+        raise DataError(
+            f"long-format y has no value columns besides {ID_COLUMN!r} and {TIME_COLUMN!r}"
+        )
     if len(frame) == 0:
         raise DataError("y is empty (no rows)")
     no_id = np.flatnonzero(frame[ID_COLUMN].isna().to_numpy())
     if no_id.size:
-        raise DataError(f"y has a missing {ID_COLUMN!r} at row {frame.index[no_id[0]]}; drop that row")
+        raise DataError(
+            f"y has a missing {ID_COLUMN!r} at row {frame.index[no_id[0]]}; drop that row"
+        )
     ds = pd.Index(frame[TIME_COLUMN])
     kind = index_kind(ds, f"column {TIME_COLUMN!r}")
     values = numeric_block(frame[list(columns)], "y")
@@ -267,7 +275,9 @@ def _fill(parts: list, indexes: tuple, n_columns: int) -> tuple[np.ndarray, np.n
 def _padded_times(axis: TimeAxis, indexes: tuple, length: int) -> np.ndarray:
     """``(B, length)`` float times; each series' grid continues past its end as padding."""
     padded = [
-        index if len(index) == length else index.append(continue_index(axis, index[-1], length - len(index)))
+        index
+        if len(index) == length
+        else index.append(continue_index(axis, index[-1], length - len(index)))
         for index in indexes
     ]
     return to_float(axis, padded[0].append(padded[1:])).reshape(len(indexes), length)
@@ -275,7 +285,9 @@ def _padded_times(axis: TimeAxis, indexes: tuple, length: int) -> np.ndarray:
 
 def _consecutive(times: np.ndarray) -> bool:
     """Whether ``times`` are consecutive integers ``k, k+1, ...``."""
-    return bool(times[0] == np.rint(times[0]) and np.array_equal(times, times[0] + np.arange(len(times))))
+    return bool(
+        times[0] == np.rint(times[0]) and np.array_equal(times, times[0] + np.arange(len(times)))
+    )
 
 
 def _fit_inputs(X, split: _Split, indexes: tuple) -> tuple[np.ndarray | None, tuple]:
@@ -308,4 +320,3 @@ def _fit_inputs(X, split: _Split, indexes: tuple) -> tuple[np.ndarray | None, tu
             needed="a time of y",
         )
     return inputs, columns
-

@@ -14,7 +14,9 @@ from tsssm.data._time import continue_index, to_float
 from tsssm.errors import DataError
 
 
-def future_times(meta: PanelMeta, horizon: int | None = None, *, times=None) -> tuple[np.ndarray, tuple]:
+def future_times(
+    meta: PanelMeta, horizon: int | None = None, *, times=None
+) -> tuple[np.ndarray, tuple]:
     """Times of the forecast period, continuing each series.
 
     Parameters
@@ -43,14 +45,18 @@ def future_times(meta: PanelMeta, horizon: int | None = None, *, times=None) -> 
         positive int, or ``times`` are of the wrong kind, not increasing or not in the future.
     """
     if (horizon is None) == (times is None):
-        raise DataError("pass exactly one of horizon (number of steps) and times (explicit future times)")
+        raise DataError(
+            "pass exactly one of horizon (number of steps) and times (explicit future times)"
+        )
     if times is None:
         if not isinstance(horizon, numbers.Integral) or isinstance(horizon, bool) or horizon <= 0:
             raise DataError(
-                f"horizon must be a positive int (number of steps of {meta.freq or meta.step}); got {horizon!r}"
+                "horizon must be a positive int (number of steps of "
+                f"{meta.freq or meta.step}); got {horizon!r}"
             )
         indexes = tuple(
-            continue_index(meta, index[-1], int(horizon)).rename(index.name) for index in meta.indexes
+            continue_index(meta, index[-1], int(horizon)).rename(index.name)
+            for index in meta.indexes
         )
     else:
         future = _given_times(meta, times)
@@ -93,7 +99,9 @@ def future_inputs(meta: PanelMeta, X, indexes: tuple) -> np.ndarray | None:
     """
     if not meta.input_columns:
         if X is not None:
-            raise DataError("X was given but the model was fit without exogenous inputs; pass X=None")
+            raise DataError(
+                "X was given but the model was fit without exogenous inputs; pass X=None"
+            )
         return None
     if X is None:
         raise DataError(
@@ -101,7 +109,11 @@ def future_inputs(meta: PanelMeta, X, indexes: tuple) -> np.ndarray | None:
             "the forecast period"
         )
     frames = input_frames(
-        X, layout=meta.layout, series_ids=meta.series_ids, indexes=list(indexes), names=meta.input_columns
+        X,
+        layout=meta.layout,
+        series_ids=meta.series_ids,
+        indexes=list(indexes),
+        names=meta.input_columns,
     )
     inputs = np.zeros((len(indexes), max(len(index) for index in indexes), len(meta.input_columns)))
     for b, (frame, index) in enumerate(zip(frames, indexes)):

@@ -10,7 +10,9 @@ from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
 from tsssm.errors import DataError
 
 
-def input_frames(X, *, layout: str, series_ids: tuple, indexes: list, names: tuple | None = None) -> list:
+def input_frames(
+    X, *, layout: str, series_ids: tuple, indexes: list, names: tuple | None = None
+) -> list:
     """Split ``X`` into one frame of inputs per series, indexed by time.
 
     Parameters
@@ -48,12 +50,17 @@ def input_frames(X, *, layout: str, series_ids: tuple, indexes: list, names: tup
         absent = [series_id for series_id in series_ids if series_id not in groups]
         if absent:
             raise DataError(f"X has no rows for {ID_COLUMN} {absent[0]!r}")
-        return [groups[series_id].set_index(TIME_COLUMN).drop(columns=ID_COLUMN) for series_id in series_ids]
+        return [
+            groups[series_id].set_index(TIME_COLUMN).drop(columns=ID_COLUMN)
+            for series_id in series_ids
+        ]
     if isinstance(X, pd.Series):
         X = X.to_frame("x0" if X.name is None else X.name)
     if isinstance(X, pd.DataFrame):
         if len(series_ids) != 1:
-            raise DataError(f"y holds {len(series_ids)} series as an array, so X must be a (B, T, U) array")
+            raise DataError(
+                f"y holds {len(series_ids)} series as an array, so X must be a (B, T, U) array"
+            )
         return [X]
     array = numeric_array(X, "X")
     if array.ndim not in (1, 2, 3):
@@ -64,17 +71,29 @@ def input_frames(X, *, layout: str, series_ids: tuple, indexes: list, names: tup
         raise DataError(f"X holds {array.shape[0]} series but y holds {len(indexes)}")
     names = tuple(f"x{u}" for u in range(array.shape[2])) if names is None else names
     if len(names) != array.shape[2]:
-        raise DataError(f"X has {array.shape[2]} input columns but the model was fit with {len(names)}")
+        raise DataError(
+            f"X has {array.shape[2]} input columns but the model was fit with {len(names)}"
+        )
     for index in indexes:
         if array.shape[1] != len(index):
             raise DataError(
-                f"X has {array.shape[1]} rows but there are {len(index)} times; pass one row per time"
+                f"X has {array.shape[1]} rows but there are {len(index)} times; pass one row "
+                "per time"
             )
-    return [pd.DataFrame(block, index=index, columns=list(names)) for block, index in zip(array, indexes)]
+    return [
+        pd.DataFrame(block, index=index, columns=list(names))
+        for block, index in zip(array, indexes)
+    ]
 
 
 def align_inputs(
-    frame: pd.DataFrame, columns: tuple, index: pd.Index, *, required: pd.Index, where: str, needed: str
+    frame: pd.DataFrame,
+    columns: tuple,
+    index: pd.Index,
+    *,
+    required: pd.Index,
+    where: str,
+    needed: str,
 ) -> np.ndarray:
     """Input values at the times ``index``.
 
@@ -111,7 +130,8 @@ def align_inputs(
     tz, expected_tz = str(getattr(frame.index, "tz", None)), str(getattr(index, "tz", None))
     if (kind, tz) != (expected, expected_tz):
         raise DataError(
-            f"{where}.index holds {kind} times (tz {tz}) but y's are {expected} (tz {expected_tz}); "
+            f"{where}.index holds {kind} times (tz {tz}) but y's are {expected} "
+            f"(tz {expected_tz}); "
             "index X like y"
         )
     check_index(
@@ -129,7 +149,9 @@ def align_inputs(
     rows = frame.index.get_indexer(index)
     present = rows >= 0
     values = np.zeros((len(index), len(columns)))
-    values[present] = numeric_block(frame[list(columns)].iloc[rows[present]], where, allow_nan=False)
+    values[present] = numeric_block(
+        frame[list(columns)].iloc[rows[present]], where, allow_nan=False
+    )
     return values
 
 

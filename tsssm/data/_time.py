@@ -74,7 +74,9 @@ def infer_axis(indexes: list[pd.Index], kind: str, time_unit: object = None) -> 
     -------
     TimeAxis
     """
-    union = indexes[0] if len(indexes) == 1 else indexes[0].append(indexes[1:]).unique().sort_values()
+    union = (
+        indexes[0] if len(indexes) == 1 else indexes[0].append(indexes[1:]).unique().sort_values()
+    )
     unit = parse_time_unit(time_unit, kind)
     if kind == "datetime":
         step = _datetime_step(union)

@@ -2,9 +2,11 @@ r"""Maximum-likelihood estimation of linear-Gaussian state-space models.
 
 The objective is the exact (diffuse) log-likelihood of :func:`tsssm.kernels.kalman.log_likelihood`.
 Free parameters live in one unconstrained vector :math:`\theta`; each
-:class:`~tsssm.models.constraints.ParamSpec` maps its slice to the constrained value. SciPy's BFGS
-drives a jitted value-and-gradient of :math:`-\log L(\theta) / n` (compiled once per model
-structure and data shape: a refit on new data of the same shape does not recompile).
+:class:`~tsssm.models.constraints.ParamSpec` maps its slice to the constrained value. optax's
+L-BFGS (zoom line search) minimises :math:`-\log L(\theta) / n` entirely inside one jitted
+``while_loop``: it is compiled once per model structure and data shape, so a refit on new data
+of the same shape costs only the iterations. If it stops short of a stationary point, SciPy's
+BFGS on the same jitted value-and-gradient takes over from where it stopped.
 Standard errors come from the inverse of the observed information, the Hessian of
 :math:`-\log L` with respect to the *constrained* free parameters at the optimum.
 """
@@ -18,6 +20,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import optax.tree_utils as otu
 import scipy.optimize
 
 from tsssm.errors import ConvergenceWarning, DataError, NumericalError
@@ -114,6 +118,33 @@ def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
 
 
 @eqx.filter_jit
+def _lbfgs(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
+    """Run L-BFGS to max |gradient| < gtol; returns (theta, iterations, value, gradient)."""
+
+    def nll(th):
+        return -log_likelihood(model, layout.constrained(th), data) / scale
+
+    solver = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(nll)
+
+    def step(carry):
+        theta, state = carry
+        value, grad = value_and_grad(theta, state=state)
+        updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=nll)
+        return optax.apply_updates(theta, updates), state
+
+    def keep_going(carry):
+        _, state = carry
+        count = otu.tree_get(state, "count")
+        grad = otu.tree_get(state, "grad")
+        value = otu.tree_get(state, "value")
+        return (count == 0) | ((count < maxiter) & (jnp.max(jnp.abs(grad)) >= gtol) & jnp.isfinite(value))
+
+    theta, state = jax.lax.while_loop(keep_going, step, (theta0, solver.init(theta0)))
+    return theta, otu.tree_get(state, "count"), otu.tree_get(state, "value"), otu.tree_get(state, "grad")
+
+
+@eqx.filter_jit
 def _objective(model, layout: ParamLayout, theta, data: SeriesData, scale):
     """Mean negative log-likelihood and its gradient in the unconstrained space."""
 
@@ -181,20 +212,27 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
     theta0 = layout.unconstrained(start)
     if not np.isfinite(fun(theta0)[0]):
         raise NumericalError("the log-likelihood is not finite at the starting values; pass start_params= or check the data scale")
-    res = scipy.optimize.minimize(fun, theta0, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": 1e-7})
-    grad_norm = float(np.max(np.abs(res.jac))) if res.jac is not None else np.inf
-    converged = bool(res.success or grad_norm < 1e-4)
+    gtol = 1e-7
+    theta, iterations, value, grad = _lbfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, gtol)
+    theta, iterations, message = np.asarray(theta), int(iterations), "L-BFGS converged"
+    grad_norm = float(np.max(np.abs(grad))) if np.isfinite(value) else np.inf
+    if not grad_norm < gtol:
+        start_again = theta if np.isfinite(fun(theta)[0]) else theta0
+        res = scipy.optimize.minimize(fun, start_again, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": gtol})
+        theta, iterations, message = res.x, iterations + int(res.nit), f"L-BFGS then BFGS: {res.message}"
+        grad_norm = float(np.max(np.abs(fun(theta)[1])))
+    converged = grad_norm < 1e-4
     if not converged:
         warnings.warn(
-            f"maximum-likelihood optimisation did not converge ({res.message}; max |gradient| {grad_norm:.2g}); "
+            f"maximum-likelihood optimisation did not converge ({message}; max |gradient| {grad_norm:.2g}); "
             "try other start_params= or a larger maxiter=",
             ConvergenceWarning,
             stacklevel=3,
         )
-    params = layout.constrained(jnp.asarray(res.x))
+    params = layout.constrained(jnp.asarray(theta))
     ll = float(_log_likelihood_jit(model, params, data))
     _check_finite(ll)
-    return MLEResult(_to_numpy(params), ll, converged, int(res.nit), str(res.message))
+    return MLEResult(_to_numpy(params), ll, converged, iterations, message)
 
 
 def standard_errors(model, params: dict, data: SeriesData, fixed_params=None) -> tuple[list[str], np.ndarray, np.ndarray]:

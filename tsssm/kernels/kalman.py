@@ -129,6 +129,18 @@ def _masked_observation(H, R, d, y, mask):
     return Hm, Rm, ym
 
 
+def _innovation_solver(S):
+    """``(solve, log_det)`` for the innovation covariance S (D, D).
+
+    A scalar division when D == 1 (the common univariate case: no LAPACK call inside the scan),
+    a Cholesky factorisation otherwise.
+    """
+    if S.shape[0] == 1:
+        return (lambda b: b / S[0, 0]), jnp.log(S[0, 0])
+    chol = jnp.linalg.cholesky(S)
+    return (lambda b: jsl.cho_solve((chol, True), b)), 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+
+
 def _update(mean, cov, y, mask, H, R, d):
     """Measurement update of the augmented mean (N, 1+K) and covariance; Joseph form."""
     Hm, Rm, ym = _masked_observation(H, R, d, y, mask)
@@ -137,14 +149,13 @@ def _update(mean, cov, y, mask, H, R, d):
     innovation = target - Hm @ mean
     PHt = cov @ Hm.T
     S = symmetrize(Hm @ PHt + Rm)
-    chol = jnp.linalg.cholesky(S)
-    gain = jsl.cho_solve((chol, True), PHt.T).T
+    solve, log_det = _innovation_solver(S)
+    gain = solve(PHt.T).T
     filtered_mean = mean + gain @ innovation
     IKH = jnp.eye(cov.shape[0], dtype=cov.dtype) - gain @ Hm
     filtered_cov = symmetrize(IKH @ cov @ IKH.T + gain @ Rm @ gain.T)
-    information = innovation.T @ jsl.cho_solve((chol, True), innovation)
-    n_obs = jnp.sum(mask)
-    log_norm = -0.5 * (n_obs * LOG_2PI + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))))
+    information = innovation.T @ solve(innovation)
+    log_norm = -0.5 * (jnp.sum(mask) * LOG_2PI + log_det)
     return filtered_mean, filtered_cov, innovation, S, information, log_norm
 
 
@@ -304,11 +315,11 @@ def rts_smoother(arrays: StateSpaceArrays, result: FilterResult, mask: jax.Array
         sliced, pred_mean, pred_cov, innov, S, m_t = xs
         a = at(sliced)
         Hm = a.observation * m_t[:, None].astype(S.dtype)
-        chol = jnp.linalg.cholesky(S)
-        Sinv_H = jsl.cho_solve((chol, True), Hm)
+        solve, _ = _innovation_solver(S)
+        Sinv_H = solve(Hm)
         gain = pred_cov @ Sinv_H.T
         L = a.transition @ (jnp.eye(pred_cov.shape[0], dtype=S.dtype) - gain @ Hm)
-        r_prev = Hm.T @ jsl.cho_solve((chol, True), innov) + L.T @ r
+        r_prev = Hm.T @ solve(innov) + L.T @ r
         N_prev = symmetrize(Hm.T @ Sinv_H + L.T @ Nmat @ L)
         smoothed_mean = pred_mean + pred_cov @ r_prev
         smoothed_cov = symmetrize(pred_cov - pred_cov @ N_prev @ pred_cov)
