@@ -15,6 +15,7 @@ The classical family computes in float64 without touching JAX's global settings
 from tsssm import datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
+    ARIMA,
     LinearGaussianSSM,
     LocalLevel,
     LocalLinearTrend,
@@ -27,6 +28,7 @@ from tsssm.models import components
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARIMA",
     "ConvergenceWarning",
     "DataError",
     "Forecast",

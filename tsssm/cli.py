@@ -7,7 +7,7 @@
         --output forecast.csv --plot forecast.png
 
 The CSV's time column (``--time-column``, default the first column) becomes the index; dates are
-parsed when they look like dates. JAX's persistent compilation cache (``~/.cache/tsssm/jax`` or
+parsed when they look like dates, and the frequency is inferred by :mod:`tsssm.data`. JAX's persistent compilation cache (``~/.cache/tsssm/jax`` or
 ``$TSSSM_CACHE_DIR``) makes the second run start fast.
 """
 
@@ -51,10 +51,6 @@ def _read_series(path: str, column: str | None, time_column: str | None):
         except (ValueError, TypeError) as exc:
             raise DataError(f"cannot read the time column {time_column!r} of {path} as dates: {exc}") from exc
     frame.index = pd.Index(times, name=time_column)
-    if isinstance(frame.index, pd.DatetimeIndex) and frame.index.is_monotonic_increasing and len(frame) > 2:
-        freq = pd.infer_freq(frame.index)
-        if freq is not None:
-            frame.index = pd.DatetimeIndex(frame.index, freq=freq)
     if column is None:
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
         if len(numeric) != 1:

@@ -2,6 +2,7 @@
 
 from tsssm.estimators.base import BaseForecaster, load
 from tsssm.estimators.classical import (
+    ARIMA,
     LinearGaussianSSM,
     LocalLevel,
     LocalLinearTrend,
@@ -10,6 +11,7 @@ from tsssm.estimators.classical import (
 )
 
 __all__ = [
+    "ARIMA",
     "BaseForecaster",
     "LinearGaussianSSM",
     "LocalLevel",

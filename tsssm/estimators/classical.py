@@ -31,6 +31,7 @@ from tsssm.errors import DataError
 from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
 from tsssm.forecast import Forecast
 from tsssm.inference import mle, posterior
+from tsssm.models.arima import ARIMAModel
 from tsssm.models.components import Autoregressive, Cycle, Level, Seasonal, Trend
 from tsssm.models.lgssm import LinearGaussianModel, StructuralModel
 
@@ -510,3 +511,65 @@ class LinearGaussianSSM(StateSpaceEstimator):
         if int(self.state_dim) < 1:
             raise DataError(f"state_dim must be a positive integer, got {self.state_dim!r}")
         return LinearGaussianModel(int(self.state_dim), num_columns)
+
+
+class ARIMA(StateSpaceEstimator):
+    r"""Seasonal ARIMA(p, d, q)(P, D, Q, s) with optional trend and regression on ``X``.
+
+    .. math::
+
+        \phi(L)\Phi(L^s)\,\Delta^d \Delta_s^D (y_t - \beta^\top u_t) = \tau_t
+        + \theta(L)\Theta(L^s)\,\varepsilon_t, \qquad \varepsilon_t \sim N(0, \sigma^2)
+
+    in the state-space form of statsmodels' ``SARIMAX`` (differencing kept in the state, so
+    forecasts come back in levels and missing values are handled exactly). The differencing
+    states start diffuse and the ARMA states from their stationary distribution.
+
+    Parameters
+    ----------
+    order : (p, d, q)
+    seasonal_order : (P, D, Q, s)
+    trend : {"n", "c", "t", "ct"}, optional
+        Trend polynomial of the *differenced* series (statsmodels' meaning): with d = 1, ``"c"``
+        is a drift in levels. Default: ``"c"`` without differencing, ``"n"`` with it.
+    **kwargs
+        Shared options of :class:`StateSpaceEstimator`.
+
+    Parameters are named ``ar`` (``ar.L1`` ...), ``ma``, ``ar_seasonal``, ``ma_seasonal``,
+    ``sigma2``, ``intercept``, ``drift`` and ``beta_<column>``; AR polynomials are constrained to
+    be stationary and MA polynomials invertible.
+    """
+
+    def __init__(
+        self,
+        order=(1, 0, 0),
+        seasonal_order=(0, 0, 0, 0),
+        trend=None,
+        *,
+        method="mle",
+        fixed_params=None,
+        start_params=None,
+        maxiter=1000,
+        time_unit=None,
+        random_state=None,
+    ):
+        self.order = order
+        self.seasonal_order = seasonal_order
+        self.trend = trend
+        super().__init__(
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
+            random_state=random_state,
+        )
+
+    def _build_model(self, num_columns, exog):
+        _univariate(self, num_columns)
+        order, seasonal_order = tuple(self.order), tuple(self.seasonal_order)
+        if len(order) != 3 or len(seasonal_order) != 4:
+            raise DataError(f"order must be (p, d, q) and seasonal_order (P, D, Q, s), got {self.order!r}, {self.seasonal_order!r}")
+        trend = self.trend
+        if trend is None:
+            trend = "c" if order[1] == 0 and seasonal_order[1] == 0 else "n"
+        try:
+            return ARIMAModel(order, seasonal_order, trend, exog=tuple(exog))
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc

@@ -121,11 +121,14 @@ def _time_step(arrays: StateSpaceArrays, num_steps: int):
 
 
 def _masked_observation(H, R, d, y, mask):
-    """Zero the rows of missing entries: H and y rows vanish, R becomes the identity there."""
+    """Zero the rows of missing entries: H and y rows vanish, R becomes the identity there.
+
+    Missing entries of ``y`` may hold anything, NaN included.
+    """
     m = mask.astype(H.dtype)
     Hm = H * m[:, None]
     Rm = R * (m[:, None] * m[None, :]) + jnp.diag(1.0 - m)
-    ym = (y - d) * m
+    ym = jnp.where(mask, y - d, 0.0)
     return Hm, Rm, ym
 
 
@@ -289,7 +292,7 @@ def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: ja
     """
     pred = observation_moments(arrays, collapse_predicted(result))
     m = mask.astype(y.dtype)
-    resid = (y - pred.mean) * m
+    resid = jnp.where(mask, y - pred.mean, 0.0)
     cov = pred.cov * (m[:, :, None] * m[:, None, :]) + jax.vmap(jnp.diag)(1.0 - m)
     chol = jnp.linalg.cholesky(symmetrize(cov))
     z = jax.vmap(lambda L, r: jsl.solve_triangular(L, r, lower=True))(chol, resid)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from tsssm.kernels.linalg import solve_discrete_lyapunov
 from tsssm.models.constraints import ParamSpec
 
 
@@ -245,14 +246,6 @@ class Cycle(Component):
         return out | ({"damping_cycle": 0.7} if self.damped else {})
 
 
-def stationary_covariance(F, Q):
-    """Solve the discrete Lyapunov equation :math:`P = F P F^\\top + Q` (small state dimensions)."""
-    n = F.shape[0]
-    vec = jnp.linalg.solve(jnp.eye(n * n) - jnp.kron(F, F), Q.reshape(-1))
-    P = vec.reshape(n, n)
-    return 0.5 * (P + P.T)
-
-
 def companion(coefs):
     """Companion matrix of an AR polynomial with coefficients ``coefs`` (p,)."""
     p = coefs.shape[0]
@@ -283,7 +276,7 @@ class Autoregressive(Component):
     def block(self, params):
         F = companion(params["ar"])
         Q = jnp.zeros_like(F).at[0, 0].set(params["sigma2_ar"])
-        init_cov = stationary_covariance(F, Q)
+        init_cov = solve_discrete_lyapunov(F, Q)
         return Block(F, Q, jnp.zeros(self.order).at[0].set(1.0), jnp.zeros(self.order), init_cov, jnp.zeros((self.order, 0)))
 
     def state_names(self):

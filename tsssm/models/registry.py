@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tsssm.models import components, lgssm
+from tsssm.models import arima, components, lgssm
 
 _CLASSES = {
     cls.__name__: cls
@@ -15,6 +15,7 @@ _CLASSES = {
         components.Cycle,
         components.Autoregressive,
         lgssm.StructuralModel,
+        arima.ARIMAModel,
     )
 }
 

@@ -1,0 +1,51 @@
+"""Smoke-run the examples and the command line, as a user would."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tsssm import cli
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_nile_co2_walkthrough_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["nile_co2_walkthrough.py", "--plots", str(tmp_path)])
+    runpy.run_path(str(EXAMPLES / "nile_co2_walkthrough.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "-632.54" in out and "most surprising year" in out
+    assert (tmp_path / "nile_forecast.png").stat().st_size > 0
+    assert (tmp_path / "co2_forecast.png").stat().st_size > 0
+
+
+def test_cli_forecasts_bundled_nile(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TSSSM_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli.main(["forecast", "--horizon", "3", "--output", str(tmp_path / "fc.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "log-likelihood -632.5456" in out and "lower_95" in out
+    table = pd.read_csv(tmp_path / "fc.csv")
+    assert len(table) == 3 and {"mean", "lower_80", "upper_95"} <= set(table.columns)
+
+
+def test_cli_on_user_csv_with_bad_column(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TSSSM_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "data.csv"
+    dates = pd.date_range("2020-01-01", periods=36, freq="MS")
+    trend = np.linspace(10.0, 20.0, 36) + np.random.default_rng(0).normal(size=36)
+    pd.DataFrame({"month": dates, "y": trend, "z": range(36)}).to_csv(path, index=False)
+    assert cli.main(["forecast", str(path), "--column", "nope"]) == 2
+    assert "--column 'nope'" in capsys.readouterr().err
+    args = ["forecast", str(path), "--column", "y", "--model", "local-linear-trend", "--horizon", "4", "--plot", str(tmp_path / "p.png")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2023-01-01" in out and (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("argv", [["forecast", "--horizon", "0"]])
+def test_cli_rejects_bad_horizon(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "horizon" in capsys.readouterr().err
