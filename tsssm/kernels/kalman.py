@@ -277,9 +277,10 @@ def collapse_filtered(result: FilterResult) -> Moments:
 
 def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
     """Moments of :math:`y_t = H_t x_t + d_t + \\varepsilon_t` given state moments (T, N)."""
-    H, R, d = arrays.observation, arrays.observation_cov, arrays.observation_offset
-    mean = jnp.einsum("...dn,tn->td", H, state.mean) + d
-    cov = jnp.einsum("...dn,tnm,...em->tde", H, state.cov, H) + R
+    num_steps = state.mean.shape[0]
+    H = jnp.broadcast_to(arrays.observation, (num_steps,) + arrays.observation.shape[-2:])
+    mean = jnp.einsum("tdn,tn->td", H, state.mean) + arrays.observation_offset
+    cov = jnp.einsum("tdn,tnm,tem->tde", H, state.cov, H) + arrays.observation_cov
     return Moments(mean, symmetrize(cov), state.valid)
 
 
