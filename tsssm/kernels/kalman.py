@@ -210,26 +210,127 @@ def diffuse_log_likelihood(information_sum: jax.Array, log_norm_sum: jax.Array) 
     return log_norm_sum - 0.5 * (quad - half @ half + log_det) + 0.5 * num_diffuse * LOG_2PI
 
 
-def log_likelihood(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, mask: jax.Array) -> jax.Array:
-    """Exact (diffuse) log-likelihood of ``y`` (T, D); a lean scan that stores nothing per step."""
-    scanned, at = _time_step(arrays, y.shape[0])
-    num_aug = init.diffuse.shape[1] + 1
+class _LeanCarry(NamedTuple):
+    """State of :func:`log_likelihood`'s scan (see its docstring)."""
 
-    def step(carry, xs):
-        mean, cov, info_sum, norm_sum = carry
+    mean: jax.Array  # (N, 1 + K) augmented predicted mean
+    cov: jax.Array  # (N, N) predicted covariance
+    info_sum: jax.Array  # (1 + K, 1 + K)
+    norm_sum: jax.Array
+    collapsed: jax.Array  # bool: delta integrated into mean/cov, columns 1..K zero
+    steady: jax.Array  # bool: the predicted covariance has converged
+    gain: jax.Array  # (N, D) gain of the last full update
+    inv_S: jax.Array  # (D, D) inverse innovation covariance of the last full update
+    log_det_S: jax.Array
+
+
+def _collapse_carry(mean, cov, info_sum):
+    """Fold the posterior of delta (given the data so far) into the mean and covariance.
+
+    Afterwards the diffuse columns are zero and stay zero, so the information about delta stops
+    changing; the final :func:`diffuse_log_likelihood` of the summed information is unchanged
+    by the collapse (the later innovations are exactly the collapsed filter's).
+    """
+    delta_mean, delta_cov, valid = _delta_posterior(info_sum)
+    sens = mean[:, 1:]
+    folded_mean = jnp.zeros_like(mean).at[:, 0].set(mean[:, 0] + sens @ delta_mean)
+    folded_cov = symmetrize(cov + sens @ delta_cov @ sens.T)
+    return jnp.where(valid, folded_mean, mean), jnp.where(valid, folded_cov, cov), valid
+
+
+def log_likelihood(
+    arrays: StateSpaceArrays,
+    init: InitialState,
+    y: jax.Array,
+    mask: jax.Array,
+    *,
+    steady_state: bool = True,
+    chunk: int = 64,
+) -> jax.Array:
+    """Exact (diffuse) log-likelihood of ``y`` (T, D); a lean scan that stores nothing per step.
+
+    With ``steady_state=True`` (the default) and time-invariant ``F, Q, H, R`` (the offsets may
+    vary), the scan runs over chunks of ``chunk`` steps. Once the diffuse vector is identified
+    (and folded into the state) and the predicted covariance has converged (max change below
+    1e-12 of its largest entry), a chunk without missing entries takes a cheap mean-only update
+    with the steady-state gain; a chunk with a missing entry goes back to full updates until the
+    covariance converges again. This is statsmodels' steady-state switch; the result differs from
+    the full recursion only by the converged covariance's round-off.
+    """
+    scanned, at = _time_step(arrays, y.shape[0])
+    mean0, cov0 = _augmented_initial(init)
+    num_aug = mean0.shape[1]
+    dtype = cov0.dtype
+    switch = steady_state and all(scanned[i] is None for i in (0, 1, 3, 4))  # F, Q, H, R invariant
+
+    def full(carry: _LeanCarry, xs) -> _LeanCarry:
         sliced, y_t, m_t = xs
         a = at(sliced)
-        f_mean, f_cov, _, _, info, log_norm = _update(
-            mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
+        f_mean, f_cov, _, S, info, log_norm = _update(
+            carry.mean, carry.cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
         )
         next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
-        return (next_mean, next_cov, info_sum + info, norm_sum + log_norm), None
+        carry = carry._replace(info_sum=carry.info_sum + info, norm_sum=carry.norm_sum + log_norm)
+        if not switch:
+            return carry._replace(mean=next_mean, cov=next_cov)
+        folded_mean, folded_cov, valid = _collapse_carry(next_mean, next_cov, carry.info_sum)
+        next_mean = jnp.where(carry.collapsed, next_mean, folded_mean)
+        next_cov = jnp.where(carry.collapsed, next_cov, folded_cov)
+        change = jnp.max(jnp.abs(next_cov - carry.cov))
+        steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
+        inv_S = jnp.linalg.inv(S)
+        return _LeanCarry(
+            next_mean, next_cov, carry.info_sum, carry.norm_sum, carry.collapsed | valid, steady,
+            carry.cov @ a.observation.T @ inv_S, inv_S, jnp.linalg.slogdet(S)[1],
+        )
 
-    mean0, cov0 = _augmented_initial(init)
-    zero = jnp.zeros((), cov0.dtype)
-    carry0 = (mean0, cov0, jnp.zeros((num_aug, num_aug), cov0.dtype), zero)
-    (_, _, info_sum, norm_sum), _ = jax.lax.scan(step, carry0, (scanned, y, mask))
-    return diffuse_log_likelihood(info_sum, norm_sum)
+    def fast(carry: _LeanCarry, chunk_xs) -> _LeanCarry:
+        """Mean-only steady-state updates over a chunk (column 0; the others are zero)."""
+
+        def body(state, xs):
+            mean, quad = state
+            sliced, y_t, _ = xs
+            a = at(sliced)
+            v = y_t - a.observation_offset - a.observation @ mean
+            next_mean = a.transition @ (mean + carry.gain @ v) + a.transition_offset
+            return (next_mean, quad + v @ carry.inv_S @ v), None
+
+        (mean, quad), _ = jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), chunk_xs)
+        num = chunk_xs[1].shape[0]
+        return carry._replace(
+            mean=carry.mean.at[:, 0].set(mean),
+            info_sum=carry.info_sum.at[0, 0].add(quad),
+            norm_sum=carry.norm_sum - 0.5 * num * (chunk_xs[1].shape[1] * LOG_2PI + carry.log_det_S),
+        )
+
+    D, N = y.shape[1], cov0.shape[0]
+    carry0 = _LeanCarry(
+        mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1),
+        jnp.asarray(False), jnp.zeros((N, D), dtype), jnp.zeros((D, D), dtype), jnp.zeros((), dtype),
+    )
+    xs = (scanned, y, mask)
+    if not switch:
+        final, _ = jax.lax.scan(lambda c, x: (full(c, x), None), carry0, xs)
+        return diffuse_log_likelihood(final.info_sum, final.norm_sum)
+
+    def run_chunk(carry, chunk_xs):
+        use_fast = carry.steady & jnp.all(chunk_xs[2])
+
+        def full_chunk(c):
+            return jax.lax.scan(lambda cc, x: (full(cc, x), None), c, chunk_xs)[0]
+
+        return jax.lax.cond(use_fast, lambda c: fast(c, chunk_xs), full_chunk, carry), None
+
+    num_steps = y.shape[0]
+    num_chunks = -(-num_steps // chunk)
+    pad = num_chunks * chunk - num_steps
+
+    def chunked(x):
+        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+        return x.reshape((num_chunks, chunk) + x.shape[1:])
+
+    final, _ = jax.lax.scan(run_chunk, carry0, jax.tree_util.tree_map(chunked, xs))
+    return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
 
 def _delta_posterior(information: jax.Array):
