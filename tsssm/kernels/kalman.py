@@ -345,11 +345,13 @@ def _delta_posterior(information: jax.Array):
     if num_diffuse == 0:
         batch = information.shape[:-2]
         return G_d0, G_dd, jnp.ones(batch, bool)
-    eigval, eigvec = jnp.linalg.eigh(G_dd)
+    # The rank check needs no derivative; the inverse is taken of a matrix made safe where the
+    # check fails, so that gradients stay finite (no eigenvector derivatives, no NaN * 0).
+    eigval = jnp.linalg.eigvalsh(jax.lax.stop_gradient(G_dd))
     top = jnp.maximum(eigval[..., -1:], jnp.finfo(G_dd.dtype).tiny)
     valid = jnp.all(eigval > 1e-9 * top, axis=-1)
-    safe = jnp.where(eigval > 1e-9 * top, eigval, 1.0)
-    inv = jnp.einsum("...ik,...k,...jk->...ij", eigvec, 1.0 / safe, eigvec)
+    eye = jnp.eye(num_diffuse, dtype=G_dd.dtype)
+    inv = symmetrize(jnp.linalg.inv(jnp.where(valid[..., None, None], G_dd, eye)))
     return -jnp.einsum("...ij,...j->...i", inv, G_d0), inv, valid
 
 
