@@ -26,10 +26,10 @@ from tsssm.models.components import Component
 from tsssm.models.constraints import ParamSpec
 
 
-def _regression_offset(params: dict, exog: tuple, inputs, num_steps: int, dtype):
-    """Observation offset :math:`d_t = \\beta^\\top u_t` (T, 1), zeros without regressors."""
+def _regression_offset(params: dict, exog: tuple, inputs, dtype):
+    """Observation offset :math:`d_t = \\beta^\\top u_t` (T, 1); a time-invariant zero without regressors."""
     if not exog:
-        return jnp.zeros((num_steps, 1), dtype)
+        return jnp.zeros((1,), dtype)
     beta = jnp.stack([params[f"beta_{name}"] for name in exog])
     return (inputs @ beta)[:, None]
 
@@ -106,7 +106,7 @@ class StructuralModel(eqx.Module):
         H = jnp.concatenate([b.loading for b in blocks])[None, :]
         dtype = F.dtype
         R = jnp.reshape(params["sigma2_irregular"] if self.irregular else 0.0, (1, 1)).astype(dtype)
-        d = _regression_offset(params, self.exog, inputs, times.shape[0], dtype)
+        d = _regression_offset(params, self.exog, inputs, dtype)
         arrays = StateSpaceArrays(F, Q, jnp.zeros(F.shape[0], dtype), H, R, d)
         init = InitialState(
             jnp.concatenate([b.init_mean for b in blocks]),
