@@ -399,18 +399,7 @@ def test_steady_state_switch_of_lean_likelihood(D, K):
     full = values[(False, 64)]
     for v in values.values():
         assert_allclose(v, full, rtol=1e-11)
-    if K == 1:
-        # MLE differentiates the default (switched) path: compare its gradient with central
-        # differences of the full path (h = 1e-5: error ~1e-10 |f'''| + 1e-16 * 125 / 1e-5 ~ 1e-9)
-        theta = np.array([0.1, -0.2, 0.01])
-        g_fast = np.asarray(grad_wrt_theta(jnp.asarray(theta), ja, init, jy, jm, steady_state=True, chunk=16))
-
-        def f(th):
-            arrays_th = _scaled(ja, jnp.asarray(th), jnp)
-            return float(lean_log_likelihood(arrays_th, init, jy, jm, steady_state=False, chunk=64))
-
-        fd = np.array([(f(theta + 1e-5 * e) - f(theta - 1e-5 * e)) / 2e-5 for e in np.eye(3)])
-        assert_allclose(g_fast, fd, rtol=1e-6, atol=1e-6)
+    # (gradients through the switch vs the full recursion: tests/kernels/test_kalman_steady_state.py)
     if K == 0:
         assert_allclose(full, dense_log_marginal(arrays, m0, P0, y, mask), rtol=RTOL)
     else:
