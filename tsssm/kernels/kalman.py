@@ -406,7 +406,7 @@ def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: ja
     Steps where the diffuse prior is not yet identified get NaN; steps with no observation get 0.
     Summed over the valid steps this equals the diffuse log-likelihood plus
     :math:`\log|\det M|`, where :math:`M` maps the diffuse vector to the first observations
-    that identify it; for the structural models (unit loadings) :math:`|\det M| = 1`.
+    that identify it (1 for a local level or a local linear trend).
     """
     pred = observation_moments(arrays, collapse_predicted(result))
     m = mask.astype(y.dtype)
