@@ -401,7 +401,7 @@ def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
 
 
 def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array):
-    """Per-step one-step-ahead log predictive density of the observed entries of y (T,).
+    r"""Per-step one-step-ahead log predictive density of the observed entries of y (T,).
 
     Steps where the diffuse prior is not yet identified get NaN; steps with no observation get 0.
     Summed over the valid steps this equals the diffuse log-likelihood plus
