@@ -152,3 +152,21 @@ def test_multivariate_linear_gaussian_ssm_handles_partial_missing():
     # The two columns are tied by one latent random walk: the forecast keeps b ~ 2a + 1.
     np.testing.assert_allclose(fc.mean["b"], 2 * fc.mean["a"] + 1, atol=0.5)
     assert fc.interval(0.95).columns.nlevels == 2
+
+
+def test_arima_with_exogenous_round_trip_and_standard_errors(tmp_path, nile):
+    X = pd.DataFrame({"dam": (nile.index.year >= 1899).astype(float)}, index=nile.index)
+    model = tsssm.ARIMA(order=(1, 0, 0)).fit(nile, X)
+    # Parameters on very different scales (a variance of 1e4, an AR coefficient) still get
+    # finite standard errors.
+    assert np.all(np.isfinite(model.summary()["std_error"]))
+    loaded = tsssm.load(model.save(tmp_path / "arima.npz"))
+    future = pd.DataFrame({"dam": np.ones(3)}, index=pd.date_range("1971", periods=3, freq="YS"))
+    np.testing.assert_allclose(loaded.forecast(3, X=future).mean, model.forecast(3, X=future).mean, rtol=1e-12)
+
+
+def test_array_input_round_trips_with_its_integer_index(tmp_path, nile):
+    model = tsssm.LocalLevel().fit(nile.to_numpy())
+    loaded = tsssm.load(model.save(tmp_path / "array.npz"))
+    assert loaded.forecast(2).mean.index.equals(model.forecast(2).mean.index)
+    assert list(model.forecast(2).mean.index) == [100, 101]

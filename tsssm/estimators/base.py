@@ -154,8 +154,8 @@ def frame_to_arrays(frame: pd.DataFrame | pd.Series, prefix: str) -> tuple[dict,
         naive = index.tz_localize(None) if index.tz is not None else index
         arrays[f"{prefix}.index"] = naive.as_unit("ns").asi8
     else:
-        doc["index"] = {"kind": "numeric"}
-        arrays[f"{prefix}.index"] = np.asarray(index, float)
+        doc["index"] = {"kind": "numeric", "integer": bool(pd.api.types.is_integer_dtype(index))}
+        arrays[f"{prefix}.index"] = np.asarray(index)
     if arrays[f"{prefix}.values"] is None:  # long frames carry id and time columns
         doc["long"] = True
         arrays.pop(f"{prefix}.values")
@@ -180,6 +180,8 @@ def frame_from_arrays(doc: dict, arrays: dict, prefix: str):
             index = index.tz_localize(spec["tz"])
         if spec.get("freq"):
             index = pd.DatetimeIndex(index, freq=spec["freq"])
+    elif spec.get("integer") and np.array_equal(raw, np.arange(len(raw))):
+        index = pd.RangeIndex(len(raw))
     else:
         index = pd.Index(raw)
     index.name = doc["index_name"]

@@ -259,8 +259,15 @@ def standard_errors(model, params: dict, data: SeriesData, fixed_params=None) ->
     if flat.size == 0:
         return [], flat, flat
     info = np.asarray(_observed_information(model, layout, jnp.asarray(flat), data))
-    eigval = np.linalg.eigvalsh(0.5 * (info + info.T)) if np.all(np.isfinite(info)) else np.array([-1.0])
-    if eigval.min() <= 1e-10 * max(eigval.max(), 1e-300):
+    info = 0.5 * (info + info.T)
+    diag = np.diagonal(info)
+    if not (np.all(np.isfinite(info)) and np.all(diag > 0)):
+        return layout.labels(), flat, np.full(flat.shape, np.nan)
+    # Judge definiteness on the scale-free (correlation-like) matrix: parameters in very
+    # different units (a variance of 1e4 next to an AR coefficient) must not look singular.
+    scale = 1.0 / np.sqrt(diag)
+    eigval = np.linalg.eigvalsh(info * scale[:, None] * scale[None, :])
+    if eigval.min() <= 1e-10:
         return layout.labels(), flat, np.full(flat.shape, np.nan)
     cov = np.linalg.inv(info)
     return layout.labels(), flat, np.sqrt(np.clip(np.diagonal(cov), 0.0, None))
