@@ -43,6 +43,8 @@ def test_cli_on_user_csv_with_bad_column(capsys, tmp_path, monkeypatch):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "2023-01-01" in out and (tmp_path / "p.png").exists()
+    assert cli.main(["forecast", str(path), "--column", "y", "--model", "arima", "--order", "1,1,0", "--horizon", "2"]) == 0
+    assert "ar.L1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["forecast", "--horizon", "0"]])

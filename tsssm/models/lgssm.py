@@ -41,7 +41,7 @@ def _regression_specs(exog: tuple) -> tuple:
 def _regression_start(y: np.ndarray, inputs) -> tuple[dict, np.ndarray]:
     """OLS start for the coefficients and the residual series the components start from."""
     if inputs is None or inputs.shape[1] == 0:
-        return {}, y
+        return np.zeros(0), y
     ok = np.isfinite(y)
     beta = np.linalg.lstsq(inputs[ok], y[ok], rcond=None)[0]
     return beta, y - inputs @ beta
