@@ -133,8 +133,8 @@ class StateSpaceEstimator(BaseForecaster):
         self.nobs_ = int(np.sum(data.mask))
         layout = mle.ParamLayout.build(model.param_specs(), self.fixed_params)
         num_params = int(layout.flat_constrained(self.params_).size)
-        with float64():
-            _, init = model.system(self.params_, jnp.asarray(data.times), None if data.inputs is None else jnp.asarray(data.inputs))
+        with float64():  # shapes only: traced, never compiled
+            _, init = jax.eval_shape(model.system, self.params_, data.times, data.inputs)
         n_effective = self.nobs_ - int(init.diffuse.shape[1])
         self.num_params_ = num_params
         self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * num_params

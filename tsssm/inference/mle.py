@@ -2,11 +2,11 @@ r"""Maximum-likelihood estimation of linear-Gaussian state-space models.
 
 The objective is the exact (diffuse) log-likelihood of :func:`tsssm.kernels.kalman.log_likelihood`.
 Free parameters live in one unconstrained vector :math:`\theta`; each
-:class:`~tsssm.models.constraints.ParamSpec` maps its slice to the constrained value. optax's
-L-BFGS (zoom line search) minimises :math:`-\log L(\theta) / n` entirely inside one jitted
-``while_loop``: it is compiled once per model structure and data shape, so a refit on new data
-of the same shape costs only the iterations. If it stops short of a stationary point, SciPy's
-BFGS on the same jitted value-and-gradient takes over from where it stopped.
+:class:`~tsssm.models.constraints.ParamSpec` maps its slice to the constrained value. BFGS
+with Armijo backtracking minimises :math:`-\log L(\theta) / n` entirely inside one jitted
+``while_loop`` that traces the objective once: it is compiled once per model structure and data
+shape, so a refit on new data of the same shape costs only the iterations. If it stops short of
+a stationary point, SciPy's BFGS on the same jitted value-and-gradient takes over from there.
 Standard errors come from the inverse of the observed information, the Hessian of
 :math:`-\log L` with respect to the *constrained* free parameters at the optimum.
 """
@@ -20,8 +20,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import optax.tree_utils as otu
 import scipy.optimize
 
 from tsssm.errors import ConvergenceWarning, DataError, NumericalError
@@ -126,31 +124,72 @@ def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     return kalman.log_likelihood(arrays, init, data.values, data.mask, steady_state=steady)
 
 
+class _BFGSState(NamedTuple):
+    x: jax.Array  # accepted point
+    value: jax.Array
+    grad: jax.Array
+    inv_hess: jax.Array
+    direction: jax.Array
+    step: jax.Array  # trial step length along ``direction``
+    iterations: jax.Array
+    evaluations: jax.Array
+
+
 @eqx.filter_jit
-def _lbfgs(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
-    """Run L-BFGS to max |gradient| < gtol; returns (theta, iterations, value, gradient)."""
+def _bfgs(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
+    """BFGS with Armijo backtracking, as one jitted ``while_loop``.
 
-    def nll(th):
-        return -log_likelihood(model, layout.constrained(th), data) / scale
+    Each pass of the loop evaluates the objective and its gradient at exactly one trial point
+    and either accepts it (BFGS update of the inverse Hessian, new direction) or halves the
+    step. The objective is traced once, which keeps compilation short: this is the program a
+    user waits for on a first fit. Returns ``(theta, iterations, value, gradient)``.
+    """
 
-    solver = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(nll)
+    def value_and_grad(th):
+        return jax.value_and_grad(lambda t: -log_likelihood(model, layout.constrained(t), data) / scale)(th)
 
-    def step(carry):
-        theta, state = carry
-        value, grad = value_and_grad(theta, state=state)
-        updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=nll)
-        return optax.apply_updates(theta, updates), state
+    n = theta0.shape[0]
+    eye = jnp.eye(n, dtype=theta0.dtype)
+    inf = jnp.asarray(jnp.inf, theta0.dtype)
 
-    def keep_going(carry):
-        _, state = carry
-        count = otu.tree_get(state, "count")
-        grad = otu.tree_get(state, "grad")
-        value = otu.tree_get(state, "value")
-        return (count == 0) | ((count < maxiter) & (jnp.max(jnp.abs(grad)) >= gtol) & jnp.isfinite(value))
+    def keep_going(st: _BFGSState):
+        not_done = (st.iterations == 0) | (jnp.max(jnp.abs(st.grad)) >= gtol)
+        return not_done & (st.iterations < maxiter) & (st.evaluations < 20 * maxiter) & (st.step > 1e-12)
 
-    theta, state = jax.lax.while_loop(keep_going, step, (theta0, solver.init(theta0)))
-    return theta, otu.tree_get(state, "count"), otu.tree_get(state, "value"), otu.tree_get(state, "grad")
+    def body(st: _BFGSState) -> _BFGSState:
+        trial = st.x + st.step * st.direction
+        value, grad = value_and_grad(trial)
+        slope = st.direction @ st.grad
+        first = st.iterations == 0
+        accept = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & (first | (value <= st.value + 1e-4 * st.step * slope))
+        s_vec, y_vec = trial - st.x, grad - st.grad
+        sy = s_vec @ y_vec
+        curved = sy > 1e-10 * jnp.sqrt((s_vec @ s_vec) * (y_vec @ y_vec))
+        # Scale the first inverse Hessian by the curvature seen on the first step (Nocedal &
+        # Wright, eq. 6.20); before any step, move a unit distance along the steepest descent.
+        scaled = eye * sy / jnp.maximum(y_vec @ y_vec, 1e-300)
+        base = jnp.where((st.iterations == 1) & curved, scaled, st.inv_hess)
+        rho = 1.0 / jnp.where(curved, sy, 1.0)
+        left = eye - rho * jnp.outer(s_vec, y_vec)
+        updated = left @ base @ left.T + rho * jnp.outer(s_vec, s_vec)
+        unit = eye / jnp.maximum(jnp.linalg.norm(grad), 1e-12)
+        inv_hess = jnp.where(first, unit, jnp.where(curved, updated, base))
+        new_direction = -inv_hess @ grad
+        new_direction = jnp.where(new_direction @ grad < 0, new_direction, -unit @ grad)
+        accepted = _BFGSState(trial, value, grad, inv_hess, new_direction, jnp.ones_like(st.step), st.iterations + 1, st.evaluations + 1)
+        backtracked = st._replace(step=0.5 * st.step, evaluations=st.evaluations + 1)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), accepted, backtracked)
+
+    start = _BFGSState(theta0, inf, jnp.zeros_like(theta0), eye, jnp.zeros_like(theta0), jnp.ones((), theta0.dtype),
+                       jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    final = jax.lax.while_loop(keep_going, body, start)
+    return final.x, final.iterations, final.value, final.grad
+
+
+@eqx.filter_jit
+def _constrained(layout: ParamLayout, theta):
+    """``layout.constrained`` compiled once (eagerly it would compile every small operation)."""
+    return layout.constrained(theta)
 
 
 @eqx.filter_jit
@@ -206,7 +245,7 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
     nobs = max(int(np.sum(np.asarray(data.mask))), 1)
     scale = jnp.asarray(float(nobs))
     if layout.size == 0:
-        params = layout.constrained(jnp.zeros(0))
+        params = _constrained(layout, jnp.zeros(0))
         ll = float(_log_likelihood_jit(model, params, data))
         _check_finite(ll)
         return MLEResult(_to_numpy(params), ll, True, 0, "all parameters fixed")
@@ -220,11 +259,11 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
 
     theta0 = layout.unconstrained(start)
     gtol = 1e-7
-    theta, iterations, value, grad = _lbfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, gtol)
-    theta, iterations, value, message = np.asarray(theta), int(iterations), float(value), "L-BFGS converged"
+    theta, iterations, value, grad = _bfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, gtol)
+    theta, iterations, value, message = np.asarray(theta), int(iterations), float(value), "BFGS converged"
     grad_norm = float(np.max(np.abs(grad))) if np.isfinite(value) else np.inf
     if not grad_norm < gtol:
-        # Rare: L-BFGS stalled (or left the finite region). SciPy's BFGS takes over; this
+        # Rare: the jitted BFGS stalled (or left the finite region). SciPy's BFGS takes over; this
         # compiles the value-and-gradient separately, so the common path does not pay for it.
         if not np.isfinite(fun(theta0)[0]):
             raise NumericalError(
@@ -232,7 +271,7 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
             )
         start_again = theta if np.isfinite(fun(theta)[0]) else theta0
         res = scipy.optimize.minimize(fun, start_again, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": gtol})
-        theta, iterations, message = res.x, iterations + int(res.nit), f"L-BFGS then BFGS: {res.message}"
+        theta, iterations, message = res.x, iterations + int(res.nit), f"BFGS, then SciPy BFGS: {res.message}"
         value, grad = fun(theta)
         grad_norm = float(np.max(np.abs(grad)))
     converged = grad_norm < 1e-4
@@ -245,7 +284,7 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
         )
     ll = -value * nobs
     _check_finite(ll)
-    return MLEResult(_to_numpy(layout.constrained(jnp.asarray(theta))), ll, converged, iterations, message)
+    return MLEResult(_to_numpy(_constrained(layout, jnp.asarray(theta))), ll, converged, iterations, message)
 
 
 def standard_errors(model, params: dict, data: SeriesData, fixed_params=None) -> tuple[list[str], np.ndarray, np.ndarray]:
