@@ -128,7 +128,8 @@ class Forecast:
 
     def to_frame(self, levels: Sequence[float] | None = None) -> pd.DataFrame:
         """Tidy frame: one row per time (and series and column) with ``mean``, ``std`` and
-        ``lower_<pct>``/``upper_<pct>`` per interval level."""
+        ``lower_<pct>``/``upper_<pct>`` per interval level. The time column keeps the index's
+        name (``time`` when it has none)."""
         levels = self.levels if levels is None else tuple(_check_level(lv) for lv in levels)
         parts = {"mean": self._mean, "std": self._std if self._std is not None else np.std(self.samples, axis=0)}
         for level in levels:
@@ -203,6 +204,7 @@ def _stack_columns(frame: pd.DataFrame, meta) -> pd.DataFrame:
     value_cols = [c for c in frame.columns if c in meta.columns]
     keys = [c for c in frame.columns if c not in meta.columns]
     if not keys:
-        frame = frame.rename_axis("time").reset_index()
-        keys = ["time"]
+        name = frame.index.name if frame.index.name is not None else "time"
+        frame = frame.rename_axis(name).reset_index()
+        keys = [name]
     return frame.melt(id_vars=keys, value_vars=value_cols, var_name="column", value_name="value")
