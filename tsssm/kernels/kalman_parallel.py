@@ -8,13 +8,34 @@ IEEE Trans. Automatic Control 66(1). The model, the masking of missing entries a
 (augmented) initialisation are those of :mod:`tsssm.kernels.kalman`; read its module docstring
 first.
 
-**When to use it.** The sequential filter does :math:`O(T)` dependent steps; these versions do
-:math:`O(T)` total work (about 2-4 times more floating-point operations) in :math:`O(\log T)`
-dependent levels. That pays off only where many cores can run one level at once: long series
-(tens of thousands of steps and more) on a GPU/TPU. On a small CPU (the 2-core development box)
-the sequential scan is usually faster and compiles much faster: the associative scan is traced
-:math:`\approx 2\log_2 T` times and each trace holds batched LU solves. Keep it opt-in, and for
-short series or many series (vmap over the series instead) prefer the sequential kernels.
+**When to use it.** The sequential filter does :math:`T` dependent steps; these versions do
+:math:`O(T)` total work in :math:`O(\log T)` dependent levels, but each unit of that work is an
+:math:`N \times N` element combination costing several Kalman steps (10-20 times the flops
+for a 13-state model with 13 diffuse columns). That pays off only where many cores run one level
+at once: long series (tens of thousands of steps and more) on a GPU/TPU. On a small CPU it loses,
+and it compiles much more slowly, because :func:`jax.lax.associative_scan` traces the combination
+about :math:`2\log_2 T` times. Measured with ``jax.jit`` on the 2-core development box (float64,
+shared with other jobs; "steady" is the sequential default with its steady-state switch, "full"
+its plain recursion):
+
+===============================  ============  =================  ===================
+function, model                  version       compile (wall)     warm run
+===============================  ============  =================  ===================
+log-lik., local level, T = 1e5   steady        0.7 s              3.1 ms
+log-lik., local level, T = 1e5   full          0.2 s              2.1 ms
+log-lik., local level, T = 1e5   parallel      3.1 s              6.8 ms
+log-lik., 13 states, T = 1e4     steady        0.9 s              7-9 ms
+log-lik., 13 states, T = 1e4     full          0.3 s              23 ms
+log-lik., 13 states, T = 1e4     parallel      9-10 s             310-490 ms
+value+grad, local level, 1e5     steady        3.5 s              27 ms
+value+grad, local level, 1e5     full          0.7 s              240 ms
+value+grad, local level, 1e5     parallel      10 s               54 ms
+value+grad, 13 states, 1e4       steady        4.2 s              100 ms
+value+grad, 13 states, 1e4       parallel      17 s               0.9-1.0 s
+===============================  ============  =================  ===================
+
+Keep it opt-in; on CPUs, for short series, and for many series (``vmap`` over the series instead
+of over time) use :mod:`tsssm.kernels.kalman`.
 
 **Filter.** For :math:`t \ge 1` the element :math:`a_t = (A_t, b_t, C_t, \eta_t, J_t)` describes
 :math:`p(x_t \mid x_{t-1}, y_t) = N(A_t x_{t-1} + b_t, C_t)` and the likelihood
@@ -25,10 +46,11 @@ short series or many series (vmap over the series instead) prefer the sequential
     S_t &= H_t Q_{t-1} H_t^\top + R_t, \qquad K_t = Q_{t-1} H_t^\top S_t^{-1}, \qquad
     e_t = y_t - d_t - H_t c_{t-1}, \\
     A_t &= (I - K_t H_t) F_{t-1}, \qquad b_t = c_{t-1} + K_t e_t, \qquad
-    C_t = (I - K_t H_t) Q_{t-1} (I - K_t H_t)^\top + K_t R_t K_t^\top, \\
+    C_t = (I - K_t H_t) Q_{t-1}, \\
     \eta_t &= F_{t-1}^\top H_t^\top S_t^{-1} e_t, \qquad
-    J_t = F_{t-1}^\top H_t^\top S_t^{-1} H_t F_{t-1}.
+    J_t = F_{t-1}^\top H_t^\top S_t^{-1} H_t F_{t-1},
 
+all evaluated from one solve with :math:`S_t` (see :func:`_filter_element`).
 The first element is the filtered prior, :math:`a_0 = (0, m_{0|0}, P_{0|0}, 0, 0)`, computed by the
 ordinary measurement update. Elements combine (``i`` earlier, ``j`` later) as
 
@@ -41,15 +63,16 @@ ordinary measurement update. Elements combine (``i`` earlier, ``j`` later) as
     J_{ij} = A_i^\top M^{-\top} J_j A_i + J_i,
 
 and the prefix combination up to ``t`` holds the filtered moments in its ``(b, C)``. The only
-inverses are :math:`S_t^{-1}` (Cholesky) and :math:`M^{-1}` (one LU per combination, reused for
-:math:`M^{-\top}`). :math:`M` is always invertible: :math:`C_i J_j` is similar to the PSD
-:math:`C_i^{1/2} J_j C_i^{1/2}`, so every eigenvalue of :math:`M` is at least 1, whatever the rank
-of :math:`Q` or of the predicted covariances. No predicted covariance is ever inverted, so singular
-:math:`Q` (deterministic states), unit roots and the exact-diffuse start :math:`P_0 = 0` work.
+inverses are :math:`S_t^{-1}` (Cholesky) and :math:`M^{-1}` (one LU with partial pivoting per
+combination, reused for :math:`M^{-\top}`; a division for a scalar state). :math:`M` is always
+invertible: :math:`C_i J_j` is similar to the PSD :math:`C_i^{1/2} J_j C_i^{1/2}`, so every
+eigenvalue of :math:`M` is at least 1, whatever the rank of :math:`Q` or of the predicted
+covariances. No predicted covariance is ever inverted, so singular :math:`Q` (deterministic
+states), unit roots and the exact-diffuse start :math:`P_0 = 0` work.
 Limitation: :math:`S_t` above uses :math:`Q_{t-1}`, not the predicted covariance, so observed
-entries need :math:`H_t Q_{t-1} H_t^\top + R_t` positive definite; this holds whenever the
-observed block of :math:`R_t` is (missing entries are masked as in the sequential filter, which
-makes their rows of :math:`S_t` the identity).
+entries need :math:`H_t Q_{t-1} H_t^\top + R_t` positive definite (the sequential filter needs
+:math:`H_t P_{t|t-1} H_t^\top + R_t`); this holds whenever the observed block of :math:`R_t` is
+positive definite. Noise-free observations of noise-free states give NaN here.
 
 **Diffuse augmentation.** :math:`b` and :math:`\eta` are linear in the prior mean, the offsets and
 the data, and :math:`A, C, J` do not depend on them, so :math:`b_t` and :math:`\eta_t` are carried
@@ -85,7 +108,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 
 from tsssm.kernels.kalman import (
     FilterResult,
@@ -94,10 +116,10 @@ from tsssm.kernels.kalman import (
     StateSpaceArrays,
     _augmented_initial,
     _collapse,
+    _innovation_solver,
     _masked_observation,
     _predict,
     _time_step,
-    LOG_2PI,
     _update,
     diffuse_log_likelihood,
     symmetrize,
@@ -123,58 +145,46 @@ def _step_arrays(arrays: StateSpaceArrays, num_steps: int):
     return scanned, previous, at
 
 
-def _whiten(S: jax.Array, rhs: jax.Array):
-    r"""``(L^{-1} rhs, log|S|)`` for the lower Cholesky factor :math:`L` of ``S`` (D, D).
-
-    Everything the elements need from :math:`S^{-1}` is a product of whitened blocks
-    (:math:`X^\top S^{-1} Y = (L^{-1}X)^\top (L^{-1}Y)`), so one factorisation and one
-    triangular solve serve all of them. Under ``vmap`` LAPACK is called once per matrix, which
-    dominated the run time for scalar observations; ``D = 1`` therefore uses a square root.
-    """
-    if S.shape[-1] == 1:
-        root = jnp.sqrt(S[0, 0])
-        return rhs / root, 2.0 * jnp.log(root)
-    chol = jnp.linalg.cholesky(S)
-    return jsl.solve_triangular(chol, rhs, lower=True), 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-
-
 def _filter_element(a: StateSpaceArrays, y, mask, num_aug: int):
-    r"""Packed element :math:`[A_t | C_t | J_t | b_t | \eta_t]` (N, 3N + 2(1+K)) for ``t >= 1``.
+    r"""Packed element :math:`[C_t | J_t | \eta_t | b_t | A_t]` (N, 3N + 2(1+K)) for ``t >= 1``.
 
-    ``a`` pairs step t-1's F, Q, c with step t's H, R, d. With :math:`L L^\top = S_t`,
-    :math:`U = L^{-1} H_t Q_{t-1}`, :math:`V = L^{-1} H_t F_{t-1}`, :math:`w = L^{-1} e_t`:
-    :math:`A_t = F - U^\top V`, :math:`b_t = c + U^\top w`, :math:`C_t = Q - U^\top U`,
-    :math:`\eta_t = V^\top w`, :math:`J_t = V^\top V`.
+    ``a`` pairs step t-1's F, Q, c with step t's H, R, d. One solve
+    :math:`[X_Q | X_F | x_e] = S_t^{-1} [H Q | H F | e_t]` (Cholesky, or a division when D = 1,
+    via :func:`tsssm.kernels.kalman._innovation_solver`) gives everything:
+    :math:`A_t = F - (HQ)^\top X_F`, :math:`b_t = c + (HQ)^\top x_e`,
+    :math:`C_t = Q - (HQ)^\top X_Q`, :math:`\eta_t = (HF)^\top x_e`, :math:`J_t = (HF)^\top X_F`.
     """
     F, Q, c = a.transition, a.transition_cov, a.transition_offset
     n = F.shape[0]
     Hm, Rm, ym = _masked_observation(a.observation, a.observation_cov, a.observation_offset, y, mask)
-    HQ = Hm @ Q
-    S = symmetrize(HQ @ Hm.T + Rm)
-    white, _ = _whiten(S, jnp.concatenate([HQ, Hm @ F, (ym - Hm @ c)[:, None]], axis=1))
-    U, V, w = white[:, :n], white[:, n : 2 * n], white[:, 2 * n :]
-    UV = U.T @ jnp.concatenate([V, w, U], axis=1)
-    A, b0, C = F - UV[:, :n], c + UV[:, n], symmetrize(Q - UV[:, n + 1 :])
-    VV = V.T @ jnp.concatenate([V, w], axis=1)
-    J, eta0 = symmetrize(VV[:, :n]), VV[:, n]
+    HQ, HF = Hm @ Q, Hm @ F
+    solve, _ = _innovation_solver(symmetrize(HQ @ Hm.T + Rm))
+    X = solve(jnp.concatenate([HQ, HF, (ym - Hm @ c)[:, None]], axis=1))
+    QX = HQ.T @ X  # [K H Q | K H F | K e]
+    FX = HF.T @ X[:, n:]  # [J | eta]
+    C, A, b0 = symmetrize(Q - QX[:, :n]), F - QX[:, n : 2 * n], c + QX[:, 2 * n]
+    J, eta0 = symmetrize(FX[:, :n]), FX[:, n]
     pad = jnp.zeros((n, num_aug - 1), F.dtype)
-    return jnp.concatenate([A, C, J, b0[:, None], pad, eta0[:, None], pad], axis=1)
+    return jnp.concatenate([C, J, eta0[:, None], pad, b0[:, None], pad, A], axis=1)
 
 
 def _unpack_filter(x):
-    """Split a packed filter element into ``(A, C, J, b, eta)``."""
+    """Split a packed filter element ``[C | J | eta | b | A]`` into ``(C, J, eta, b, A)``.
+
+    The order puts side by side the blocks that the combination multiplies by one matrix
+    (``[J | eta]`` by ``C``, ``[b | A]`` by ``J``), which saves concatenations.
+    """
     n = x.shape[-2]
     num_aug = (x.shape[-1] - 3 * n) // 2
-    cuts = (n, 2 * n, 3 * n, 3 * n + num_aug)
-    return jnp.split(x, cuts, axis=-1)
+    return jnp.split(x, (n, 2 * n, 2 * n + num_aug, 2 * n + 2 * num_aug), axis=-1)
 
 
 @jax.custom_jvp
 def _inverse(M: jax.Array) -> jax.Array:
-    """``M^{-1}`` (LU with partial pivoting) with the plain derivative ``-M^{-1} dM M^{-1}``.
+    """``M^{-1}`` (LU with partial pivoting) with the derivative ``-M^{-1} dM M^{-1}``.
 
-    The custom rule keeps the gradient down to matrix products; differentiating through the
-    LU factorisation itself made compiling ``jax.grad`` of the filter about twice as slow.
+    The custom rule keeps the gradient to matrix products instead of differentiating through
+    the LU factorisation (a smaller program to compile for ``jax.grad``).
     """
     return jnp.linalg.inv(M)
 
@@ -192,21 +202,21 @@ def _filter_combine(earlier, later):
     :math:`M = I + C_i J_j` is inverted once and serves both :math:`M^{-1}` and
     :math:`M^{-\top}` (module docstring); its eigenvalues are at least 1, so the explicit inverse
     is well conditioned whenever :math:`C_i J_j` is moderate. Elements are packed into one array
-    because the associative scan's slicing and interleaving is traced once per array and level;
-    one array instead of five roughly halves the compile time.
+    because the associative scan's slicing and interleaving is emitted once per array and level;
+    one array instead of five cut the compile time of the scan by up to 40%.
     """
-    A1, C1, J1, b1, e1 = _unpack_filter(earlier)
-    A2, C2, J2, b2, e2 = _unpack_filter(later)
-    n = A1.shape[0]
-    M = jnp.eye(n, dtype=A1.dtype) + C1 @ J2
+    C1, J1, e1, b1, A1 = _unpack_filter(earlier)
+    C2, J2, e2, b2, A2 = _unpack_filter(later)
+    n, num_aug = A1.shape[0], b1.shape[1]
+    CJe = C1 @ later[:, n : 2 * n + num_aug]  # [C_i J_j | C_i eta_j]
+    M = jnp.eye(n, dtype=A1.dtype) + CJe[:, :n]
     Minv = 1.0 / M if n == 1 else _inverse(M)  # scalar state (local level): a division
-    X = A2 @ (Minv @ jnp.concatenate([A1, C1, b1 + C1 @ e2], axis=1))
-    A, C, b = X[:, :n], symmetrize(X[:, n : 2 * n] @ A2.T + C2), X[:, 2 * n :] + b2
-    JAb = J2 @ jnp.concatenate([A1, b1], axis=1)
-    rhs = jnp.concatenate([JAb[:, :n], e2 - JAb[:, n:]], axis=1)
-    Z = A1.T @ (Minv.T @ rhs)
+    X = (A2 @ Minv) @ jnp.concatenate([C1, b1 + CJe[:, n:], A1], axis=1)
+    C, b, A = symmetrize(X[:, :n] @ A2.T + C2), X[:, n : n + num_aug] + b2, X[:, n + num_aug :]
+    JbA = J2 @ earlier[:, 2 * n + num_aug :]  # [J_j b_i | J_j A_i]
+    Z = (Minv @ A1).T @ jnp.concatenate([JbA[:, num_aug:], e2 - JbA[:, :num_aug]], axis=1)
     J, eta = symmetrize(Z[:, :n] + J1), Z[:, n:] + e1
-    return jnp.concatenate([A, C, J, b, eta], axis=1)
+    return jnp.concatenate([C, J, eta, b, A], axis=1)
 
 
 def _filtered_moments(arrays: StateSpaceArrays, init: InitialState, y, mask):
@@ -219,11 +229,11 @@ def _filtered_moments(arrays: StateSpaceArrays, init: InitialState, y, mask):
     if num_steps == 1:
         return f_mean0[None], f_cov0[None]
     zero = jnp.zeros_like(f_cov0)
-    first = jnp.concatenate([zero, f_cov0, zero, f_mean0, jnp.zeros_like(f_mean0)], axis=1)
+    first = jnp.concatenate([f_cov0, zero, jnp.zeros_like(f_mean0), f_mean0, zero], axis=1)
     num_aug = mean0.shape[1]
     rest = jax.vmap(lambda s, y_t, m_t: _filter_element(at(s), y_t, m_t, num_aug))(previous, y[1:], mask[1:])
     elems = jnp.concatenate([first[None], rest], axis=0)
-    _, covs, _, means, _ = _unpack_filter(jax.lax.associative_scan(jax.vmap(_filter_combine), elems))
+    covs, _, _, means, _ = _unpack_filter(jax.lax.associative_scan(jax.vmap(_filter_combine), elems))
     return means, covs
 
 
@@ -251,7 +261,7 @@ def kalman_filter(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, ma
     init : InitialState
         Prior of the first state: mean (N,), proper covariance (N, N), diffuse directions (N, K).
     y : jax.Array
-        Observations (T, D); entries where ``mask`` is False are ignored (may be NaN-free garbage).
+        Observations (T, D); entries where ``mask`` is False are ignored (NaN allowed).
     mask : jax.Array
         Boolean (T, D), True where observed.
 
@@ -273,26 +283,24 @@ def kalman_filter(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, ma
     else:
         p_means, p_covs = mean0[None], cov0[None]
 
-    innov, S, info, log_norm = jax.vmap(lambda s, *rest: _innovation(at(s), *rest))(current, p_means, p_covs, y, mask)
+    def innovation(s, mean, cov, y_t, m_t):
+        # The sequential measurement update; its filtered moments are unused and dropped by jit.
+        a = at(s)
+        return _update(mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset)[2:]
+
+    innov, S, info, log_norm = jax.vmap(innovation)(current, p_means, p_covs, y, mask)
     return FilterResult(p_means, p_covs, f_means, f_covs, innov, S, info, log_norm)
 
 
-def _innovation(a: StateSpaceArrays, mean, cov, y, mask):
-    """Innovation matrix, its covariance, information and log normaliser of one step.
-
-    The quantities of :func:`tsssm.kernels.kalman._update` (same masking), computed with one
-    whitening solve because they are evaluated for all steps at once.
-    """
-    Hm, Rm, ym = _masked_observation(a.observation, a.observation_cov, a.observation_offset, y, mask)
-    target = jnp.concatenate([ym[:, None], jnp.zeros((ym.shape[0], mean.shape[1] - 1), ym.dtype)], axis=1)
-    innovation = target - Hm @ mean
-    S = symmetrize(Hm @ (cov @ Hm.T) + Rm)
-    white, log_det = _whiten(S, innovation)
-    log_norm = -0.5 * (jnp.sum(mask) * LOG_2PI + log_det)
-    return innovation, S, white.T @ white, log_norm
-
-
-def log_likelihood(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, mask: jax.Array) -> jax.Array:
+def log_likelihood(
+    arrays: StateSpaceArrays,
+    init: InitialState,
+    y: jax.Array,
+    mask: jax.Array,
+    *,
+    steady_state: bool = True,
+    chunk: int = 64,
+) -> jax.Array:
     r"""Exact (diffuse) log-likelihood of ``y`` (T, D) from the associative-scan filter.
 
     .. math::
@@ -301,14 +309,24 @@ def log_likelihood(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, m
                  G_{\delta 0} + \log|G_{\delta\delta}|\right) + \tfrac{K}{2}\log 2\pi,
         \qquad G = \sum_t V_t^\top S_t^{-1} V_t,
 
-    the same quantity as :func:`tsssm.kernels.kalman.log_likelihood` (same arguments). Under
-    ``jax.jit`` the unused per-step outputs of :func:`kalman_filter` are dropped by the compiler.
+    the same quantity as :func:`tsssm.kernels.kalman.log_likelihood`, with the same arguments.
+    Under ``jax.jit`` the unused per-step outputs of :func:`kalman_filter` are dropped.
+
+    Parameters
+    ----------
+    arrays, init, y, mask
+        As for :func:`kalman_filter`.
+    steady_state, chunk
+        Accepted so that the two implementations can be swapped; ignored. They tune the
+        sequential version's steady-state switch, which changes its result only by round-off;
+        every step of the associative scan is a full update.
 
     Returns
     -------
     jax.Array
         Scalar log-likelihood.
     """
+    del steady_state, chunk
     result = kalman_filter(arrays, init, y, mask)
     return diffuse_log_likelihood(jnp.sum(result.information, axis=0), jnp.sum(result.log_norm))
 
@@ -320,8 +338,8 @@ def _smoother_element(a: StateSpaceArrays, pred_cov, innov, S, mask):
     """
     Hm = a.observation * mask[:, None].astype(S.dtype)
     n = Hm.shape[1]
-    white, _ = _whiten(S, jnp.concatenate([Hm, innov], axis=1))
-    X = white[:, :n].T @ white
+    solve, _ = _innovation_solver(S)
+    X = Hm.T @ solve(jnp.concatenate([Hm, innov], axis=1))
     W, g = symmetrize(X[:, :n]), X[:, n:]
     L = a.transition - a.transition @ (pred_cov @ W)
     return jnp.concatenate([L.T, W, g], axis=1)
