@@ -32,7 +32,9 @@ G_{\delta\delta}^{-1})`: :func:`collapse_predicted`, :func:`collapse_filtered` a
 :func:`rts_smoother` use this to return the ordinary moments.
 
 All functions are pure JAX, jit- and vmap-friendly, and compute in the dtype of their inputs
-(float64 under :func:`tsssm._config.float64`).
+(float64 under :func:`tsssm._config.float64`). The private step functions (``_update``,
+``_predict``, ``_masked_observation``, ``_time_step``, ...) are shared with
+:mod:`tsssm.kernels.kalman_parallel`: change their signatures in both places.
 """
 
 from __future__ import annotations
