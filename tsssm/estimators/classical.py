@@ -17,6 +17,7 @@ diffuse initialisation gives yet another number. Information criteria use
 from __future__ import annotations
 
 import abc
+import functools
 import math
 
 import jax
@@ -133,9 +134,8 @@ class StateSpaceEstimator(BaseForecaster):
         self.nobs_ = int(np.sum(data.mask))
         layout = mle.ParamLayout.build(model.param_specs(), self.fixed_params)
         num_params = int(layout.flat_constrained(self.params_).size)
-        with float64():  # shapes only: traced, never compiled
-            _, init = jax.eval_shape(model.system, self.params_, data.times, data.inputs)
-        n_effective = self.nobs_ - int(init.diffuse.shape[1])
+        num_inputs = None if data.inputs is None else data.inputs.shape[1]
+        n_effective = self.nobs_ - _num_diffuse(model, num_inputs)
         self.num_params_ = num_params
         self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * num_params
         self.bic_ = -2.0 * self.log_likelihood_ + num_params * math.log(max(n_effective, 1))
@@ -330,6 +330,17 @@ class StateSpaceEstimator(BaseForecaster):
         model = self._build_model(len(meta.columns), tuple(meta.input_columns))
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
         self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
+
+
+@functools.lru_cache(maxsize=256)
+def _num_diffuse(model, num_inputs: int | None) -> int:
+    """Number of diffuse initial states of ``model`` (from shapes alone: traced once, never compiled)."""
+    params = {s.name: jax.ShapeDtypeStruct(tuple(s.shape), jnp.float64) for s in model.param_specs()}
+    times = jax.ShapeDtypeStruct((1,), jnp.float64)
+    inputs = None if num_inputs is None else jax.ShapeDtypeStruct((1, num_inputs), jnp.float64)
+    with float64():
+        _, init = jax.eval_shape(model.system, params, times, inputs)
+    return int(init.diffuse.shape[1])
 
 
 def _univariate(estimator, num_columns: int):
