@@ -110,6 +110,7 @@ class SeriesData(NamedTuple):
 
 
 STEADY_STATE_MIN_STEPS = 1000
+STEADY_STATE_MIN_STATES = 3
 # Largest max |gradient| of the mean negative log-likelihood (unconstrained scale) accepted as an
 # optimum when round-off stops the search before ``gtol``; SciPy's BFGS takes over above it.
 CONVERGED_GRADIENT = 1e-4
@@ -118,12 +119,14 @@ CONVERGED_GRADIENT = 1e-4
 def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     """Exact diffuse log-likelihood of ``data`` under ``model`` with constrained ``params``.
 
-    Series of at least ``STEADY_STATE_MIN_STEPS`` steps use the kernel's steady-state switch
-    (much faster per step for large states); shorter ones the plain recursion, which compiles
-    several times faster and is what a user waits for on a typical short series.
+    Series of at least ``STEADY_STATE_MIN_STEPS`` steps with at least ``STEADY_STATE_MIN_STATES``
+    states use the kernel's steady-state switch (several times faster per step for larger
+    states); otherwise the plain recursion, which compiles several times faster (what a user
+    waits for on a typical short series) and is as fast for one or two states.
     """
     arrays, init = model.system(params, data.times, data.inputs)
-    steady = data.values.shape[0] >= STEADY_STATE_MIN_STEPS
+    long_enough = data.values.shape[0] >= STEADY_STATE_MIN_STEPS
+    steady = long_enough and init.mean.shape[0] >= STEADY_STATE_MIN_STATES
     return kalman.log_likelihood(arrays, init, data.values, data.mask, steady_state=steady)
 
 
