@@ -21,8 +21,20 @@ from pathlib import Path
 MODELS = ("local-level", "local-linear-trend", "smooth-trend", "arima")
 
 
-def _enable_compilation_cache() -> None:
+def _configure_jax() -> None:
+    """Settings for the command's own process (a library import never changes them).
+
+    The persistent compilation cache makes the second run start fast. Asynchronous CPU dispatch
+    and the multi-threaded Eigen pool are turned off: XLA's CPU runtime can hang in
+    ``block_until_ready`` with them on small machines (jax-ml/jax issue 25861), and at these
+    sizes they buy nothing.
+    """
+    flag = "--xla_cpu_multi_thread_eigen=false"
+    if flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
 
     cache = Path(os.environ.get("TSSSM_CACHE_DIR", Path.home() / ".cache" / "tsssm" / "jax"))
     try:
@@ -125,7 +137,7 @@ def main(argv=None) -> int:
     if args.command == "forecast" and args.horizon <= 0:
         print(f"tsssm: error: --horizon must be a positive number of steps, got {args.horizon}", file=sys.stderr)
         return 2
-    _enable_compilation_cache()
+    _configure_jax()
     from tsssm.errors import DataError
 
     try:

@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
+from tsssm.kernels.linalg import spd_inverse, symmetrize
+
 LOG_2PI = 1.8378770664093453
 
 
@@ -101,11 +103,6 @@ class Moments(NamedTuple):
     mean: jax.Array
     cov: jax.Array
     valid: jax.Array
-
-
-def symmetrize(a: jax.Array) -> jax.Array:
-    """Return ``(a + a^T) / 2`` over the last two axes."""
-    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
 def _time_step(arrays: StateSpaceArrays, num_steps: int):
@@ -291,8 +288,8 @@ def log_likelihood(
         """Gain and innovation precision of the (converged) predicted covariance, all observed."""
         H, R = arrays.observation, arrays.observation_cov
         S = symmetrize(H @ carry.cov @ H.T + R)
-        inv_S = jnp.linalg.inv(S)
-        return carry._replace(gain=carry.cov @ H.T @ inv_S, inv_S=inv_S, log_det_S=jnp.linalg.slogdet(S)[1])
+        inv_S, log_det_S, _ = spd_inverse(S)
+        return carry._replace(gain=carry.cov @ H.T @ inv_S, inv_S=inv_S, log_det_S=log_det_S)
 
     def fast(carry: _LeanCarry, chunk_xs) -> _LeanCarry:
         """Mean-only steady-state updates over a chunk (column 0; the others are zero)."""
@@ -360,13 +357,9 @@ def _delta_posterior(information: jax.Array):
     if num_diffuse == 0:
         batch = information.shape[:-2]
         return G_d0, G_dd, jnp.ones(batch, bool)
-    # The rank check needs no derivative; the inverse is taken of a matrix made safe where the
-    # check fails, so that gradients stay finite (no eigenvector derivatives, no NaN * 0).
-    eigval = jnp.linalg.eigvalsh(jax.lax.stop_gradient(G_dd))
-    top = jnp.maximum(eigval[..., -1:], jnp.finfo(G_dd.dtype).tiny)
-    valid = jnp.all(eigval > 1e-9 * top, axis=-1)
-    eye = jnp.eye(num_diffuse, dtype=G_dd.dtype)
-    inv = symmetrize(jnp.linalg.inv(jnp.where(valid[..., None, None], G_dd, eye)))
+    # The inverse is taken of a matrix made safe where the rank check fails, so that gradients
+    # stay finite (no NaN * 0 through the ``where`` of the callers).
+    inv, _, valid = spd_inverse(G_dd)
     return -jnp.einsum("...ij,...j->...i", inv, G_d0), inv, valid
 
 
@@ -414,10 +407,9 @@ def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: ja
     m = mask.astype(y.dtype)
     resid = jnp.where(mask, y - pred.mean, 0.0)
     cov = pred.cov * (m[:, :, None] * m[:, None, :]) + jax.vmap(jnp.diag)(1.0 - m)
-    chol = jnp.linalg.cholesky(symmetrize(cov))
-    z = jax.vmap(lambda L, r: jsl.solve_triangular(L, r, lower=True))(chol, resid)
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    logpdf = -0.5 * (jnp.sum(m, axis=-1) * LOG_2PI + log_det + jnp.sum(z**2, axis=-1))
+    inv, log_det, _ = spd_inverse(symmetrize(cov))
+    quad = jnp.einsum("ti,tij,tj->t", resid, inv, resid)
+    logpdf = -0.5 * (jnp.sum(m, axis=-1) * LOG_2PI + log_det + quad)
     return jnp.where(pred.valid, logpdf, jnp.nan)
 
 
@@ -460,6 +452,8 @@ def rts_smoother(arrays: StateSpaceArrays, result: FilterResult, mask: jax.Array
 
 def psd_sqrt(a: jax.Array) -> jax.Array:
     """A matrix ``L`` with ``L @ L.T == a`` for a symmetric PSD ``a`` (eigenvalues clipped at 0)."""
+    if a.shape[-1] == 1:  # no LAPACK call for the common scalar case
+        return jnp.sqrt(jnp.maximum(a, 0.0))
     eigval, eigvec = jnp.linalg.eigh(symmetrize(a))
     return eigvec * jnp.sqrt(jnp.maximum(eigval, 0.0))[..., None, :]
 
