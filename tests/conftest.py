@@ -1,10 +1,10 @@
 """Suite-wide settings, applied before any test module imports JAX.
 
 XLA's CPU runtime has intermittent hangs in ``block_until_ready`` on small machines (jax-ml/jax
-issue 25861: asynchronous CPU dispatch; reports of the multi-threaded Eigen pool wedging). One
-such hang was seen here once, in a jitted Kalman filter, after ~250 tests in one process. The
-suite runs with both features off, which costs little at these problem sizes, and pytest's
-faulthandler dumps the stacks of any test that still runs past 5 minutes.
+issue 25861: asynchronous CPU dispatch; reports of the multi-threaded Eigen pool wedging). Here a
+batched LU deadlocked in jaxlib's ``ParallelBatchMap`` (fixed in the kernels: see
+docs/dev/design.md). The suite also runs with both features off, which costs little at these
+sizes, and pytest's faulthandler dumps the stacks of any test still running after 5 minutes.
 """
 
 import os
