@@ -39,7 +39,7 @@ def test_cli_on_user_csv_with_bad_column(capsys, tmp_path, monkeypatch):
     pd.DataFrame({"month": dates, "y": trend, "z": range(36)}).to_csv(path, index=False)
     assert cli.main(["forecast", str(path), "--column", "nope"]) == 2
     assert "--column 'nope'" in capsys.readouterr().err
-    args = ["forecast", str(path), "--column", "y", "--model", "local-linear-trend", "--horizon", "4", "--plot", str(tmp_path / "p.png")]
+    args = ["forecast", str(path), "--column", "y", "--model", "local-linear-trend", "--seasonal", "12", "--horizon", "4", "--plot", str(tmp_path / "p.png")]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "2023-01-01" in out and (tmp_path / "p.png").exists()

@@ -105,6 +105,8 @@ def test_summary_table(fitted):
     assert table.loc["sigma2_irregular", "std_error"] == pytest.approx(3146, rel=0.02)
     assert table.attrs["log_likelihood"] == pytest.approx(fitted.log_likelihood_)
     assert fitted.aic_ == pytest.approx(-2 * fitted.log_likelihood_ + 4)
+    # BIC counts n = observed values minus diffuse states (docs/classical.md): 100 - 1.
+    assert fitted.bic_ == pytest.approx(-2 * fitted.log_likelihood_ + 2 * np.log(99))
 
 
 def test_save_and_load_round_trip(tmp_path, fitted):
@@ -170,3 +172,9 @@ def test_array_input_round_trips_with_its_integer_index(tmp_path, nile):
     loaded = tsssm.load(model.save(tmp_path / "array.npz"))
     assert loaded.forecast(2).mean.index.equals(model.forecast(2).mean.index)
     assert list(model.forecast(2).mean.index) == [100, 101]
+
+
+def test_bundled_data_has_provenance():
+    assert "public domain" in tsssm.datasets.describe("nile")
+    with pytest.raises(ValueError, match="available"):
+        tsssm.datasets.describe("nope")
