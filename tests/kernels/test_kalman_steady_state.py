@@ -75,3 +75,54 @@ def test_time_varying_offsets_keep_the_switch_exact():
         kalman.log_likelihood(arrays, init, y, mask, steady_state=False),
         rtol=1e-9,
     )
+
+
+def _random_multivariate(seed, T, N=4, D=3):
+    """A stable time-invariant system with a constant state offset c and observation offsets."""
+    rng = np.random.default_rng(seed)
+    F = rng.normal(size=(N, N))
+    F = 0.9 * F / np.max(np.abs(np.linalg.eigvals(F)))
+    A, B = rng.normal(size=(N, N)), rng.normal(size=(D, D))
+    arrays = kalman.StateSpaceArrays(
+        jnp.asarray(F), jnp.asarray(A @ A.T / N + 0.1 * np.eye(N)), jnp.asarray(rng.normal(size=N)),
+        jnp.asarray(rng.normal(size=(D, N))), jnp.asarray(B @ B.T / D + 0.2 * np.eye(D)), jnp.asarray(rng.normal(size=D)),
+    )
+    init = kalman.InitialState(jnp.zeros(N), jnp.eye(N), jnp.zeros((N, 0)))
+    y = jnp.asarray(rng.normal(size=(T, D)) + 2.0)
+    mask = jnp.asarray(np.ones((T, D), bool)).at[500:520, 1].set(False)  # a partial gap mid-way
+    return arrays, init, y, mask
+
+
+@pytest.mark.parametrize("offsets", ["constant", "varying observation offset", "varying state offset"])
+@pytest.mark.parametrize("chunk", [64, 20])
+def test_multivariate_steady_state_equals_full_recursion(offsets, chunk):
+    """D = 3 takes blocks of 8 (chunk 64) or 10 (chunk 20) steps in the block form; a varying c steps."""
+    T = 1200
+    arrays, init, y, mask = _random_multivariate(4, T)
+    rng = np.random.default_rng(5)
+    if offsets == "varying observation offset":
+        arrays = arrays._replace(observation_offset=jnp.asarray(rng.normal(size=(T, 3))))
+    if offsets == "varying state offset":
+        arrays = arrays._replace(transition_offset=jnp.asarray(rng.normal(size=(T, 4))))
+    fast = kalman.log_likelihood(arrays, init, y, mask, chunk=chunk)
+    full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
+    np.testing.assert_allclose(fast, full, rtol=1e-10)
+
+
+def test_steady_block_operators_match_the_step_recursion():
+    """The block operators reproduce ``size`` closed-loop steps from any start and inputs."""
+    arrays, _, _, _ = _random_multivariate(6, 10)
+    rng = np.random.default_rng(7)
+    F, H, c = arrays.transition, arrays.observation, arrays.transition_offset
+    gain = jnp.asarray(rng.normal(size=(4, 3)) * 0.2)
+    size = 5
+    ops = kalman._steady_block(F, H, c, gain, size)
+    a0, e = jnp.asarray(rng.normal(size=4)), jnp.asarray(rng.normal(size=(size, 3)))
+    a, innovations = a0, []
+    for j in range(size):
+        v = e[j] - H @ a
+        innovations.append(v)
+        a = F @ (a + gain @ v) + c
+    v_block = e.reshape(-1) - ops.convolution @ e.reshape(-1) - ops.to_innovation @ a0 - ops.offset_innovation
+    np.testing.assert_allclose(v_block, jnp.concatenate(innovations), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ops.power @ a0 + ops.to_state @ e.reshape(-1) + ops.offset_state, a, rtol=1e-12, atol=1e-12)

@@ -222,9 +222,73 @@ class _LeanCarry(NamedTuple):
     norm_sum: jax.Array
     collapsed: jax.Array  # bool: delta integrated into mean/cov, columns 1..K zero
     steady: jax.Array  # bool: the predicted covariance has converged
-    gain: jax.Array  # (N, D) gain of the last full update
-    inv_S: jax.Array  # (D, D) inverse innovation covariance of the last full update
+
+
+class _SteadyState(NamedTuple):
+    """What the mean-only updates need once the covariance has converged (all entries observed)."""
+
+    inv_S: jax.Array  # (D, D) inverse innovation covariance
     log_det_S: jax.Array
+    gain: jax.Array  # (N, D) Kalman gain
+    blocks: "_SteadyBlock | None"  # operators over a block of steps (None: step by step)
+
+
+class _SteadyBlock(NamedTuple):
+    r"""Operators that advance the steady-state mean recursion by ``b`` steps at once.
+
+    With the steady gain :math:`K` the predicted mean follows the closed loop
+
+    .. math::
+
+        a_{t+1} = L a_t + G e_t + c, \qquad v_t = e_t - H a_t, \qquad
+        L = F (I - K H), \quad G = F K, \quad e_t = y_t - d_t,
+
+    so over a block of ``b`` steps starting at :math:`a_0`
+
+    .. math::
+
+        v_j = e_j - H L^j a_0 - \sum_{i<j} H L^{j-1-i} (G e_i + c), \qquad
+        a_b = L^b a_0 + \sum_{i<b} L^{b-1-i} (G e_i + c).
+
+    These are a few small matrix-vector products per block instead of ``b`` sequential steps
+    (stacked: ``e`` and ``v`` are the block's ``b`` vectors of length D, flattened).
+    """
+
+    to_innovation: jax.Array  # (bD, N): rows H L^j
+    convolution: jax.Array  # (bD, bD): lower block-Toeplitz, blocks H L^{j-1-i} G
+    to_state: jax.Array  # (N, bD): blocks L^{b-1-i} G
+    power: jax.Array  # (N, N): L^b
+    offset_innovation: jax.Array  # (bD,): sum_{i<j} H L^{j-1-i} c
+    offset_state: jax.Array  # (N,): sum_{i<b} L^{b-1-i} c
+
+
+def _steady_block(F, H, c, gain, size: int) -> _SteadyBlock:
+    """:class:`_SteadyBlock` for a block of ``size`` steps (powers of L by doubling)."""
+    N, D = gain.shape
+    closed = F - F @ gain @ H
+    powers, top = jnp.eye(N, dtype=F.dtype)[None], closed  # [L^0 .. L^{n-1}] and L^n
+    while powers.shape[0] < size + 1:
+        powers, top = jnp.concatenate([powers, top @ powers]), top @ top
+    powers = powers[: size + 1]
+    G = F @ gain
+    impulse = jnp.einsum("dn,knm,me->kde", H, powers[:size], G)  # H L^k G, k = 0..b-1
+    lag = jnp.arange(size)[:, None] - 1 - jnp.arange(size)[None, :]  # j - 1 - i
+    convolution = jnp.where((lag >= 0)[:, :, None, None], impulse[jnp.clip(lag, 0)], 0.0)
+    through = jnp.cumsum(powers[:size] @ c, axis=0)  # row j: sum_{k<=j} L^k c
+    before = jnp.concatenate([jnp.zeros((1, N), F.dtype), through[:-1]])  # row j: sum_{k<j} L^k c
+    return _SteadyBlock(
+        to_innovation=jnp.einsum("dn,knm->kdm", H, powers[:size]).reshape(size * D, N),
+        convolution=convolution.transpose(0, 2, 1, 3).reshape(size * D, size * D),
+        to_state=jnp.einsum("knm,md->nkd", powers[size - 1 :: -1], G).reshape(N, size * D),
+        power=powers[size],
+        offset_innovation=(before @ H.T).reshape(size * D),
+        offset_state=through[-1],
+    )
+
+
+def _steady_block_size(chunk: int, obs_dim: int) -> int:
+    """Largest divisor of ``chunk`` whose block keeps the convolution at most 32 x 32 (for D <= 32)."""
+    return max(b for b in range(1, chunk + 1) if chunk % b == 0 and b * obs_dim <= max(32, obs_dim))
 
 
 def _collapse_carry(mean, cov, info_sum):
@@ -255,15 +319,18 @@ def log_likelihood(
     With ``steady_state=True`` (the default) and time-invariant ``F, Q, H, R`` (the offsets may
     vary), the scan runs over chunks of ``chunk`` steps. Once the diffuse vector is identified
     (and folded into the state) and the predicted covariance has converged (max change below
-    1e-12 of its largest entry), a chunk without missing entries takes a cheap mean-only update
-    with the steady-state gain; a chunk with a missing entry goes back to full updates until the
-    covariance converges again. This is statsmodels' steady-state switch; the result differs from
-    the full recursion only by the converged covariance's round-off.
+    1e-12 of its largest entry), a chunk without missing entries takes cheap mean-only updates
+    with the steady-state gain (whole blocks of steps per matrix product, see
+    :class:`_SteadyBlock`, when the state offset ``c`` is constant); a chunk with a missing entry
+    goes back to full updates until the covariance converges again. This is statsmodels'
+    steady-state switch; the result differs from the full recursion only by the converged
+    covariance's round-off.
     """
     scanned, at = _time_step(arrays, y.shape[0])
     mean0, cov0 = _augmented_initial(init)
     num_aug = mean0.shape[1]
     dtype = cov0.dtype
+    D, N = y.shape[1], cov0.shape[0]
     switch = steady_state and all(scanned[i] is None for i in (0, 1, 3, 4))  # F, Q, H, R invariant
 
     def full(carry: _LeanCarry, xs, collapsing: bool = False) -> _LeanCarry:
@@ -284,54 +351,77 @@ def log_likelihood(
         steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
         return carry._replace(mean=next_mean, cov=next_cov, collapsed=collapsed, steady=steady)
 
-    def steady_gain(carry: _LeanCarry) -> _LeanCarry:
-        """Gain and innovation precision of the (converged) predicted covariance, all observed."""
-        H, R = arrays.observation, arrays.observation_cov
-        S = symmetrize(H @ carry.cov @ H.T + R)
-        inv_S, log_det_S, _ = spd_inverse(S)
-        return carry._replace(gain=carry.cov @ H.T @ inv_S, inv_S=inv_S, log_det_S=log_det_S)
-
-    def fast(carry: _LeanCarry, chunk_xs) -> _LeanCarry:
-        """Mean-only steady-state updates over a chunk (column 0; the others are zero)."""
-
-        def body(state, xs):
-            mean, quad = state
-            sliced, y_t, _ = xs
-            a = at(sliced)
-            v = y_t - a.observation_offset - a.observation @ mean
-            next_mean = a.transition @ (mean + carry.gain @ v) + a.transition_offset
-            return (next_mean, quad + v @ carry.inv_S @ v), None
-
-        (mean, quad), _ = jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), chunk_xs)
-        num = chunk_xs[1].shape[0]
-        return carry._replace(
-            mean=carry.mean.at[:, 0].set(mean),
-            info_sum=carry.info_sum.at[0, 0].add(quad),
-            norm_sum=carry.norm_sum - 0.5 * num * (chunk_xs[1].shape[1] * LOG_2PI + carry.log_det_S),
-        )
-
-    D, N = y.shape[1], cov0.shape[0]
     carry0 = _LeanCarry(
-        mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1),
-        jnp.asarray(False), jnp.zeros((N, D), dtype), jnp.zeros((D, D), dtype), jnp.zeros((), dtype),
+        mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1), jnp.asarray(False)
     )
     xs = (scanned, y, mask)
     if not switch:
         final, _ = jax.lax.scan(lambda c, x: (full(c, x), None), carry0, xs)
         return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
-    def run_chunk(carry, chunk_xs):
+    # offsets c constant: whole blocks at once (_SteadyBlock); c varying: step by step
+    block_size = _steady_block_size(chunk, D) if scanned[2] is None else None
+
+    def steady_state_of(cov: jax.Array) -> _SteadyState:
+        """Gain and innovation precision of the converged predicted covariance, all observed."""
+        H, R = arrays.observation, arrays.observation_cov
+        inv_S, log_det_S, _ = spd_inverse(symmetrize(H @ cov @ H.T + R))
+        gain = cov @ H.T @ inv_S
+        blocks = None if block_size is None else _steady_block(arrays.transition, H, arrays.transition_offset, gain, block_size)
+        return _SteadyState(inv_S, log_det_S, gain, blocks)
+
+    def fast_blocks(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
+        """Mean-only steady-state updates over a chunk, ``block_size`` steps per product."""
+        sliced, y_c, _ = chunk_xs
+        offset = arrays.observation_offset if sliced[5] is None else sliced[5]
+        blk = ops.blocks
+
+        def body(state, e):
+            mean, quad = state
+            v = (e - blk.convolution @ e - blk.to_innovation @ mean - blk.offset_innovation).reshape(block_size, D)
+            next_mean = blk.power @ mean + blk.to_state @ e + blk.offset_state
+            return (next_mean, quad + jnp.sum((v @ ops.inv_S) * v)), None
+
+        e = (y_c - offset).reshape(-1, block_size * D)
+        return jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), e)[0]
+
+    def fast_steps(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
+        """Mean-only steady-state updates over a chunk, one step at a time (varying offsets)."""
+
+        def body(state, xs):
+            mean, quad = state
+            sliced, y_t, _ = xs
+            a = at(sliced)
+            v = y_t - a.observation_offset - a.observation @ mean
+            next_mean = a.transition @ (mean + ops.gain @ v) + a.transition_offset
+            return (next_mean, quad + v @ ops.inv_S @ v), None
+
+        return jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), chunk_xs)[0]
+
+    def run_chunk(state, chunk_xs):
+        carry, ops = state
+
+        def fast(carry, ops):
+            mean, quad = (fast_steps if block_size is None else fast_blocks)(carry, ops, chunk_xs)
+            carry = carry._replace(
+                mean=carry.mean.at[:, 0].set(mean),  # the diffuse columns are zero by now
+                info_sum=carry.info_sum.at[0, 0].add(quad),
+                norm_sum=carry.norm_sum - 0.5 * chunk * (D * LOG_2PI + ops.log_det_S),
+            )
+            return carry, ops
+
         def full_chunk(collapsing):
-            def run(c):
-                c = jax.lax.scan(lambda cc, x: (full(cc, x, collapsing), None), c, chunk_xs)[0]
-                return steady_gain(c)
+            def run(carry, ops):
+                carry = jax.lax.scan(lambda c, x: (full(c, x, collapsing), None), carry, chunk_xs)[0]
+                # the steady-state operators are recomputed when a full chunk ends converged
+                return carry, jax.lax.cond(carry.steady, lambda: steady_state_of(carry.cov), lambda: ops)
 
             return run
 
         # 0: steady and fully observed -> mean-only; 1: full updates; 2: full updates that also
         # try to fold the diffuse vector in (only until that has happened).
         branch = jnp.where(carry.steady & jnp.all(chunk_xs[2]), 0, jnp.where(carry.collapsed, 1, 2))
-        return jax.lax.switch(branch, [lambda c: fast(c, chunk_xs), full_chunk(False), full_chunk(True)], carry), None
+        return jax.lax.switch(branch, [fast, full_chunk(False), full_chunk(True)], carry, ops), None
 
     num_steps = y.shape[0]
     num_chunks = -(-num_steps // chunk)
@@ -341,7 +431,8 @@ def log_likelihood(
         x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
         return x.reshape((num_chunks, chunk) + x.shape[1:])
 
-    final, _ = jax.lax.scan(run_chunk, carry0, jax.tree_util.tree_map(chunked, xs))
+    ops0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(steady_state_of, cov0))
+    (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), jax.tree_util.tree_map(chunked, xs))
     return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
 
