@@ -6,6 +6,7 @@ Functions that convert times take an ``axis``: any object with the attributes ``
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 from typing import Any, NamedTuple
@@ -25,6 +26,14 @@ _UNIT_LADDER = tuple(pd.Timedelta(1, unit) for unit in ("D", "h", "min", "s", "m
 
 #: Relative tolerance for "this numeric gap is a whole multiple of the step".
 _STEP_TOL = 1e-9
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar_grid(start: pd.Timestamp, end: pd.Timestamp | None, freq: Any, periods: int | None = None) -> pd.DatetimeIndex:
+    """``pd.date_range`` memoised: calendar offsets (months, years, business days) are generated
+    element by element in pandas, which dominated a refit on the same index. The returned index
+    is immutable, so sharing it is safe."""
+    return pd.date_range(start, end, periods=periods, freq=freq)
 
 
 class TimeAxis(NamedTuple):
@@ -80,7 +89,7 @@ def infer_axis(indexes: list[pd.Index], kind: str, time_unit: object = None) -> 
     unit = parse_time_unit(time_unit, kind)
     if kind == "datetime":
         step = _datetime_step(union)
-        grid = None if step is None else pd.date_range(union[0], union[-1], freq=step)
+        grid = None if step is None else _calendar_grid(union[0], union[-1], step)
         canonical = None if step is None else _infer_offset(grid)
         if canonical is not None:
             step = canonical  # pandas' own name for the grid, e.g. "W-SUN" rather than "7D"
@@ -184,7 +193,7 @@ def to_float(axis: Any, index: pd.Index) -> np.ndarray:
         return np.where(on_grid, whole * (axis.step / unit), offsets / unit)
     if isinstance(unit, pd.Timedelta):
         return np.asarray((index - axis.origin) / unit, dtype=np.float64)
-    grid = pd.date_range(axis.origin, index.max() + unit, freq=unit)
+    grid = _calendar_grid(axis.origin, index.max() + unit, unit)
     k = grid.searchsorted(index, side="right") - 1
     fraction = np.asarray((index - grid[k]) / (grid[k + 1] - grid[k]), dtype=np.float64)
     return k + fraction
@@ -207,7 +216,7 @@ def continue_index(axis: Any, last: Any, n: int) -> pd.Index:
         A DatetimeIndex (with the grid frequency when regular) or a numeric index.
     """
     if axis.index_type == "datetime":
-        return pd.date_range(last, periods=n + 1, freq=axis.step)[1:]
+        return _calendar_grid(last, None, axis.step, n + 1)[1:]
     return pd.Index(last + axis.step * np.arange(1, n + 1))
 
 
@@ -260,7 +269,7 @@ def _datetime_step(index: pd.DatetimeIndex) -> pd.DateOffset | None:
         size = _grid_size(index, offset)
         if size >= best_size:
             continue
-        grid = pd.date_range(index[0], index[-1], freq=offset)
+        grid = _calendar_grid(index[0], index[-1], offset)
         if len(grid) < best_size and index.isin(grid).all():
             best, best_size = offset, len(grid)
     return best
