@@ -47,15 +47,14 @@ ARGS = _parse() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.device:
     os.environ["JAX_PLATFORMS"] = ARGS.device
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-import tsssm  # noqa: E402
-from tsssm._config import float64  # noqa: E402
-from tsssm.inference import mle  # noqa: E402
-from tsssm.kernels import kalman, kalman_parallel  # noqa: E402
-from tsssm.models.components import Level  # noqa: E402
-from tsssm.models.lgssm import StructuralModel  # noqa: E402
+import tsssm
+from tsssm._config import float64
+from tsssm.kernels import kalman, kalman_parallel
+from tsssm.models.components import Level
+from tsssm.models.lgssm import StructuralModel
 
 
 def simulate(rng, B: int, T: int) -> np.ndarray:

@@ -134,10 +134,10 @@ def test_fit_many_local_equals_panel_fit_and_dask(long_df, panel_fit):
     assert local.params.converged.all()
     np.testing.assert_allclose(local.forecast["mean"], panel_fit.forecast(3).to_frame()["mean"], rtol=1e-6)
     # Threads, not processes: robust on two cores, and both workers share this process' compiled programs.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
-            remote = tsssm.fit_many(long_df, tsssm.LocalLevel(), horizon=3, chunk_size=2, client=client)
-            only_params = tsssm.fit_many(long_df, tsssm.LocalLevel(), chunk_size=2, client=client)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        remote = tsssm.fit_many(long_df, tsssm.LocalLevel(), horizon=3, chunk_size=2, client=client)
+        only_params = tsssm.fit_many(long_df, tsssm.LocalLevel(), chunk_size=2, client=client)
     # the same function on the same chunks: bit-for-bit the same numbers
     pd.testing.assert_frame_equal(remote.params, local.params, check_exact=True)
     pd.testing.assert_frame_equal(remote.forecast, local.forecast, check_exact=True)

@@ -440,7 +440,7 @@ def map_series(fn, model, params: dict, data: SeriesData, lengths, *batched, bat
         extra = [(a if isinstance(a, jax.Array) else jnp.asarray(a))[take] for a in batched]
         result = jax.tree_util.tree_map(np.asarray, over_series(fn, model, batch_params, batch, *extra, **static))
         for i, b in enumerate(members):
-            out[b] = jax.tree_util.tree_map(lambda a: a[i], result)
+            out[b] = jax.tree_util.tree_map(lambda a, i=i: a[i], result)
     return out
 
 
@@ -491,7 +491,7 @@ def fit_many(
         scale = jnp.asarray(nobs)
         if layout.size == 0:
             params = _constrained(layout, jnp.zeros(0))
-            stacked = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, (size,) + jnp.shape(v)), params)
+            stacked = jax.tree_util.tree_map(lambda v, size=size: jnp.broadcast_to(v, (size,) + jnp.shape(v)), params)
             lls = np.asarray(over_series(_log_likelihood_jit, model, stacked, batch))
             for i, b in enumerate(members):
                 results[b] = MLEResult(_to_numpy(params), float(lls[i]), bool(np.isfinite(lls[i])), 0, "all parameters fixed")
