@@ -20,6 +20,7 @@ from tsssm.estimators import (
     LocalLevel,
     LocalLinearTrend,
     UnobservedComponents,
+    fit_many,
     load,
 )
 from tsssm.forecast import Forecast
@@ -40,5 +41,6 @@ __all__ = [
     "UnobservedComponents",
     "components",
     "datasets",
+    "fit_many",
     "load",
 ]

@@ -9,6 +9,7 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 
 __all__ = [
     "ARIMA",
@@ -16,7 +17,10 @@ __all__ = [
     "LinearGaussianSSM",
     "LocalLevel",
     "LocalLinearTrend",
+    "ManyResult",
     "StateSpaceEstimator",
     "UnobservedComponents",
+    "fit_chunk",
+    "fit_many",
     "load",
 ]

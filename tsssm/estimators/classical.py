@@ -17,7 +17,6 @@ diffuse initialisation gives yet another number. Information criteria use
 from __future__ import annotations
 
 import abc
-import functools
 import math
 
 import jax
@@ -29,6 +28,7 @@ import scipy.stats
 from tsssm._config import float64
 from tsssm.data import PanelMeta, future_inputs, future_times, to_panel
 from tsssm.errors import DataError
+from tsssm.estimators._panel import PanelMixin, _num_diffuse
 from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
 from tsssm.forecast import Forecast
 from tsssm.inference import mle, posterior
@@ -37,7 +37,7 @@ from tsssm.models.components import Autoregressive, Cycle, Level, Seasonal, Tren
 from tsssm.models.lgssm import LinearGaussianModel, StructuralModel
 
 
-class StateSpaceEstimator(BaseForecaster):
+class StateSpaceEstimator(PanelMixin, BaseForecaster):
     """Common behaviour of the classical estimators; subclasses only say which model to build.
 
     Parameters (shared by every subclass)
@@ -82,18 +82,22 @@ class StateSpaceEstimator(BaseForecaster):
         """The model (protocol of :mod:`tsssm.models.lgssm`) for this data."""
 
     # ------------------------------------------------------------------ data
-    def _series(self, y, X=None) -> tuple[mle.SeriesData, PanelMeta]:
+    def _to_panel(self, y, X=None):
         panel, meta = to_panel(y, X, time_unit=self.time_unit)
-        if len(meta.series_ids) != 1:
-            raise DataError(
-                f"{type(self).__name__} fits one series at a time, got {len(meta.series_ids)} series; "
-                "fit each series (group of the long frame) separately"
-            )
         if not meta.regular:
             raise DataError(
                 f"the timestamps are irregular, but {type(self).__name__} has discrete-time components that need a "
                 "regular grid; resample onto a regular grid (missing steps may stay NaN) or pass time_unit= so that "
                 "every gap is a whole number of steps"
+            )
+        return panel, meta
+
+    def _series(self, y, X=None) -> tuple[mle.SeriesData, PanelMeta]:
+        panel, meta = self._to_panel(y, X)
+        if self._wants_panel(meta):
+            raise DataError(
+                f"this {type(self).__name__} was fitted on one series, but the data hold {len(meta.series_ids)} series "
+                "(a long frame or a 3-D array); fit the model on that panel instead"
             )
         inputs = None if panel.inputs is None else panel.inputs[0]
         data = mle.SeriesData(panel.times[0], panel.values[0], panel.mask[0], inputs)
@@ -115,6 +119,10 @@ class StateSpaceEstimator(BaseForecaster):
         """Estimate the parameters from ``y`` (and exogenous ``X``); returns ``self``."""
         if self.method != "mle":
             raise DataError(f"method={self.method!r} is not available for {type(self).__name__}; use method='mle'")
+        panel, meta = self._to_panel(y, X)
+        if self._wants_panel(meta):
+            return self._fit_panel(panel, meta)
+        self.panel_ = False
         data, meta = self._series(y, X)
         model = self._build_model(len(meta.columns), tuple(meta.input_columns))
         with float64():
@@ -180,6 +188,8 @@ class StateSpaceEstimator(BaseForecaster):
         (made on first access of ``.samples``).
         """
         self._check_fitted()
+        if self._is_panel():
+            return self._forecast_panel(horizon, times, X, levels, num_samples)
         extended, indexes, rows = self._extended(horizon, times, X)
         with float64():
             pred = posterior.predictions(self.model_, self.params_, self._jax(extended))
@@ -227,6 +237,9 @@ class StateSpaceEstimator(BaseForecaster):
         Steps before the data identify the diffuse initial states have no proper predictive
         distribution: their mean and standard deviation are NaN.
         """
+        self._check_fitted()
+        if self._is_panel():
+            return self._predict_panel(y, X, levels)
         pred, _, meta = self._predictions(y, X)
         std = np.sqrt(np.clip(np.diagonal(pred.cov, axis1=1, axis2=2), 0.0, None))
         mean = np.where(pred.valid[:, None], pred.mean, np.nan)
@@ -239,12 +252,17 @@ class StateSpaceEstimator(BaseForecaster):
         One value per time step: :math:`-\\log p(y_t \\mid y_{<t})` over the observed entries of
         :math:`y_t` (0 where nothing is observed; NaN during the diffuse burn-in).
         """
+        self._check_fitted()
+        if self._is_panel():
+            return self._score_samples_panel(y, X)
         pred, _, meta = self._predictions(y, X)
         return pd.Series(-pred.log_density, index=meta.indexes[0], name="score")
 
     def score(self, y=None, X=None) -> float:
         """Total log predictive density (exact diffuse log-likelihood) of ``y`` at the fitted parameters."""
         self._check_fitted()
+        if self._is_panel():
+            return self._score_panel(y, X)
         if y is None:
             return self.log_likelihood_
         data, meta = self._series(y, X)
@@ -258,6 +276,8 @@ class StateSpaceEstimator(BaseForecaster):
         With ``return_std=True`` also the posterior standard deviations.
         """
         self._check_fitted()
+        if self._is_panel():
+            return self._smooth_panel(return_std)
         with float64():
             moments = posterior.smoothed_states(self.model_, self.params_, self._jax(self.data_))
             mean, cov = np.asarray(moments.mean), np.asarray(moments.cov)
@@ -271,6 +291,8 @@ class StateSpaceEstimator(BaseForecaster):
 
     # ------------------------------------------------------------------ reporting
     def _standard_errors(self):
+        if self._is_panel():
+            self._not_for_panels("summary() / bse_ (standard errors)")
         if self._bse is None:
             with float64():
                 self._bse = mle.standard_errors(self.model_, self.params_, self._jax(self.data_), self.fixed_params)
@@ -306,6 +328,8 @@ class StateSpaceEstimator(BaseForecaster):
 
     # ------------------------------------------------------------------ persistence
     def _state_for_saving(self):
+        if self._is_panel():
+            self._not_for_panels("save()")
         frame = self.meta_.frame(np.where(self.data_.mask, self.data_.values, np.nan)[None])
         doc, arrays = frame_to_arrays(frame, "y")
         x_doc = None
@@ -330,17 +354,6 @@ class StateSpaceEstimator(BaseForecaster):
         model = self._build_model(len(meta.columns), tuple(meta.input_columns))
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
         self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
-
-
-@functools.lru_cache(maxsize=256)
-def _num_diffuse(model, num_inputs: int | None) -> int:
-    """Number of diffuse initial states of ``model`` (from shapes alone: traced once, never compiled)."""
-    params = {s.name: jax.ShapeDtypeStruct(tuple(s.shape), jnp.float64) for s in model.param_specs()}
-    times = jax.ShapeDtypeStruct((1,), jnp.float64)
-    inputs = None if num_inputs is None else jax.ShapeDtypeStruct((1, num_inputs), jnp.float64)
-    with float64():
-        _, init = jax.eval_shape(model.system, params, times, inputs)
-    return int(init.diffuse.shape[1])
 
 
 def _univariate(estimator, num_columns: int):

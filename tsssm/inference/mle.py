@@ -13,6 +13,7 @@ Standard errors come from the inverse of the observed information, the Hessian o
 
 from __future__ import annotations
 
+import collections
 import warnings
 from typing import NamedTuple
 
@@ -142,9 +143,8 @@ class _BFGSState(NamedTuple):
     stalled: jax.Array  # the last accepted step decreased the objective only by round-off
 
 
-@eqx.filter_jit
-def _bfgs(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
-    """BFGS with Armijo backtracking, as one jitted ``while_loop``.
+def _bfgs_loop(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
+    """BFGS with Armijo backtracking, as one ``while_loop`` (jitted by :func:`_bfgs`, vmapped by :func:`_bfgs_many`).
 
     Each pass of the loop evaluates the objective and its gradient at exactly one trial point
     and either accepts it (BFGS update of the inverse Hessian, new direction) or halves the
@@ -195,6 +195,35 @@ def _bfgs(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, 
                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.asarray(False))
     final = jax.lax.while_loop(keep_going, body, start)
     return final.x, final.iterations, final.value, final.grad
+
+
+_bfgs = eqx.filter_jit(_bfgs_loop)
+
+#: How often each batched program was traced (each trace is one compilation); read by the tests.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@eqx.filter_jit
+def _bfgs_many(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
+    """:func:`_bfgs_loop` vmapped over a leading series axis of ``theta0``, ``data`` and ``scale``.
+
+    Under ``vmap`` the loop runs until the slowest series stops; finished series keep their
+    state (the batched ``while_loop`` selects per series).
+    """
+    TRACE_COUNTS["bfgs_many"] += 1
+    return jax.vmap(lambda th, d, s: _bfgs_loop(model, layout, th, d, s, maxiter, gtol))(theta0, data, scale)
+
+
+@eqx.filter_jit
+def over_series(fn, model, params: dict, data: SeriesData, *batched, **static):
+    """``fn(model, params_b, data_b, *batched_b, **static)`` for every series b, as one vmapped program.
+
+    ``params`` holds per-series stacked values (leading axis B), ``data`` arrays have a leading
+    axis B, and so does every array in ``batched`` (e.g. one random key per series). ``fn`` is a
+    module-level function (static: one compilation per function, model and shape).
+    """
+    TRACE_COUNTS[getattr(fn, "__name__", "over_series")] += 1
+    return jax.vmap(lambda p, d, *b: fn(model, p, d, *b, **static))(params, data, *batched)
 
 
 @eqx.filter_jit
@@ -250,41 +279,17 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
         Maximum BFGS iterations.
     """
     layout = ParamLayout.build(model.param_specs(), fixed_params)
-    start = model.start_params(np.where(np.asarray(data.mask), np.asarray(data.values), np.nan), _np_or_none(data.inputs))
-    start |= dict(start_params or {})
-    start |= dict(fixed_params or {})
-    nobs = max(int(np.sum(np.asarray(data.mask))), 1)
+    theta0, nobs = _start(model, layout, data, fixed_params, start_params)
     scale = jnp.asarray(float(nobs))
     if layout.size == 0:
         params = _constrained(layout, jnp.zeros(0))
         ll = float(_log_likelihood_jit(model, params, data))
         _check_finite(ll)
         return MLEResult(_to_numpy(params), ll, True, 0, "all parameters fixed")
-
-    def fun(theta):
-        value, grad = _objective(model, layout, jnp.asarray(theta), data, scale)
-        value, grad = float(value), np.asarray(grad, float)
-        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-            return np.inf, np.zeros_like(grad)
-        return value, grad
-
-    theta0 = layout.unconstrained(start)
-    gtol = 1e-7
-    theta, iterations, value, grad = _bfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, gtol)
-    theta, iterations, value, message = np.asarray(theta), int(iterations), float(value), "BFGS converged"
-    grad_norm = float(np.max(np.abs(grad))) if np.isfinite(value) else np.inf
-    if not grad_norm < CONVERGED_GRADIENT:
-        # Rare: the jitted BFGS stopped far from a stationary point (or left the finite region). SciPy's BFGS takes over; this
-        # compiles the value-and-gradient separately, so the common path does not pay for it.
-        if not np.isfinite(fun(theta0)[0]):
-            raise NumericalError(
-                "the log-likelihood is not finite at the starting values; pass start_params= or check the data scale"
-            )
-        start_again = theta if np.isfinite(fun(theta)[0]) else theta0
-        res = scipy.optimize.minimize(fun, start_again, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": gtol})
-        theta, iterations, message = res.x, iterations + int(res.nit), f"BFGS, then SciPy BFGS: {res.message}"
-        value, grad = fun(theta)
-        grad_norm = float(np.max(np.abs(grad)))
+    theta, iterations, value, grad = _bfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, GTOL)
+    theta, iterations, value, grad_norm, message = _polish(
+        model, layout, data, scale, theta0, (theta, iterations, value, grad), maxiter
+    )
     converged = grad_norm < CONVERGED_GRADIENT
     if not converged:
         warnings.warn(
@@ -296,6 +301,217 @@ def fit(model, data: SeriesData, *, fixed_params=None, start_params=None, maxite
     ll = -value * nobs
     _check_finite(ll)
     return MLEResult(_to_numpy(_constrained(layout, jnp.asarray(theta))), ll, converged, iterations, message)
+
+
+GTOL = 1e-7
+
+
+def _start(model, layout: ParamLayout, data: SeriesData, fixed_params, start_params) -> tuple[np.ndarray, int]:
+    """Unconstrained starting point and number of observed values of one (unpadded) series."""
+    start = model.start_params(np.where(np.asarray(data.mask), np.asarray(data.values), np.nan), _np_or_none(data.inputs))
+    start |= dict(start_params or {})
+    start |= dict(fixed_params or {})
+    return layout.unconstrained(start), max(int(np.sum(np.asarray(data.mask))), 1)
+
+
+def _polish(model, layout: ParamLayout, data: SeriesData, scale, theta0, bfgs_out, maxiter: int):
+    """Accept the jitted BFGS result, or let SciPy's BFGS take over where it stopped short.
+
+    Returns ``(theta, iterations, value, max |gradient|, message)``; raises
+    :class:`NumericalError` if the objective is not finite at ``theta0``.
+    """
+    theta, iterations, value, grad = bfgs_out
+    theta, iterations, value, message = np.asarray(theta), int(iterations), float(value), "BFGS converged"
+    grad_norm = float(np.max(np.abs(grad))) if np.isfinite(value) else np.inf
+    if grad_norm < CONVERGED_GRADIENT:
+        return theta, iterations, value, grad_norm, message
+
+    # Rare: the jitted BFGS stopped far from a stationary point (or left the finite region). SciPy's BFGS takes over; this
+    # compiles the value-and-gradient separately, so the common path does not pay for it.
+    def fun(th):
+        value, grad = _objective(model, layout, jnp.asarray(th), data, scale)
+        value, grad = float(value), np.asarray(grad, float)
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return np.inf, np.zeros_like(grad)
+        return value, grad
+
+    if not np.isfinite(fun(theta0)[0]):
+        raise NumericalError("the log-likelihood is not finite at the starting values; pass start_params= or check the data scale")
+    start_again = theta if np.isfinite(fun(theta)[0]) else theta0
+    res = scipy.optimize.minimize(fun, start_again, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": GTOL})
+    theta, iterations, message = res.x, iterations + int(res.nit), f"BFGS, then SciPy BFGS: {res.message}"
+    value, grad = fun(theta)
+    return theta, iterations, value, float(np.max(np.abs(grad))), message
+
+
+# ---------------------------------------------------------------------- many series
+#: Default number of series in one vmapped batch.
+BATCH_SIZE = 256
+MIN_BUCKET_LENGTH = 8
+
+
+def bucket_length(n: int) -> int:
+    """Padded length for a series of ``n`` steps: the smallest ``2**k`` or ``3 * 2**(k-1)`` >= n.
+
+    The padded lengths form a short geometric ladder (8, 12, 16, 24, 32, 48, ...), so that a
+    panel of ragged series compiles once per rung it uses, while padding wastes at most a third.
+    """
+    size = MIN_BUCKET_LENGTH
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def bucket_batch(n: int, batch_size: int = BATCH_SIZE) -> int:
+    """Padded number of series of a batch of ``n``: the next power of two, at most ``batch_size``."""
+    return min(1 << max(int(n) - 1, 0).bit_length(), int(batch_size))
+
+
+def pad_series(data: SeriesData, length: int, take=None) -> SeriesData:
+    """Series ``take`` of a padded batch (leading axis B) cut or extended to ``length`` steps.
+
+    Steps added past the end are masked, with values and inputs 0 and times continuing by one
+    unit per step; with trailing masked steps the Kalman filter gives the same likelihood and
+    the same predictions at every earlier step.
+    """
+    take = np.arange(np.asarray(data.times).shape[0]) if take is None else np.asarray(take)
+    times, values, mask = (np.asarray(a)[take] for a in data[:3])
+    inputs = None if data.inputs is None else np.asarray(data.inputs)[take]
+    extra = length - times.shape[1]
+    if extra <= 0:
+        return SeriesData(times[:, :length], values[:, :length], mask[:, :length], None if inputs is None else inputs[:, :length])
+    more = times[:, -1:] + np.arange(1, extra + 1, dtype=float)
+    pad = ((0, 0), (0, extra), (0, 0))
+    return SeriesData(
+        np.concatenate([times, more], axis=1),
+        np.pad(values, pad),
+        np.pad(mask, pad),
+        None if inputs is None else np.pad(inputs, pad),
+    )
+
+
+def batches(lengths, batch_size: int = BATCH_SIZE):
+    """Split series into vmapped batches by :func:`bucket_length`.
+
+    Yields ``(members, length, size)``: the indexes of the series of one batch, their padded
+    length and the padded batch size (``>= len(members)``; the first member fills the rest).
+    """
+    lengths = np.asarray(lengths)
+    buckets = np.array([bucket_length(int(n)) for n in lengths])
+    for length in np.unique(buckets):
+        members = np.flatnonzero(buckets == length)
+        for first in range(0, len(members), batch_size):
+            part = members[first : first + batch_size]
+            yield part, int(length), bucket_batch(len(part), batch_size)
+
+
+def map_series(fn, model, params: dict, data: SeriesData, lengths, *batched, batch_size: int = BATCH_SIZE, **static) -> list:
+    """``fn(model, params_b, data_b, *batched_b, **static)`` for every series, batched like :func:`fit_many`.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function of one series (e.g. :func:`tsssm.inference.posterior.predictions`).
+    model : the model shared by all series.
+    params : dict
+        Per-series parameters stacked along a leading axis B.
+    data : SeriesData
+        Arrays with a leading axis B, series b in its first ``lengths[b]`` steps.
+    lengths : sequence of int
+        The steps of each series that ``fn`` must see; the rest is masked padding.
+    *batched : array_like
+        Further per-series arguments with a leading axis B (e.g. random keys).
+    batch_size : int
+        Most series in one vmapped program.
+    **static
+        Static keyword arguments of ``fn``.
+
+    Returns
+    -------
+    list
+        Per series, ``fn``'s output (NumPy arrays) at the padded length of its bucket: cut it to
+        the steps you need.
+    """
+    out: list = [None] * len(lengths)
+    for members, length, size in batches(lengths, batch_size):
+        take = np.concatenate([members, np.full(size - len(members), members[0])])
+        batch = SeriesData(*(None if a is None else jnp.asarray(a) for a in pad_series(data, length, take)))
+        batch_params = {k: jnp.asarray(np.asarray(v)[take]) for k, v in params.items()}
+        extra = [(a if isinstance(a, jax.Array) else jnp.asarray(a))[take] for a in batched]
+        result = jax.tree_util.tree_map(np.asarray, over_series(fn, model, batch_params, batch, *extra, **static))
+        for i, b in enumerate(members):
+            out[b] = jax.tree_util.tree_map(lambda a, i=i: a[i], result)
+    return out
+
+
+def fit_many(
+    model, data: SeriesData, lengths, *, fixed_params=None, start_params=None, maxiter: int = 1000,
+    batch_size: int = BATCH_SIZE,
+) -> list[MLEResult]:
+    """:func:`fit` for B series at once: one vmapped, jitted BFGS per batch of similar lengths.
+
+    Parameters
+    ----------
+    model : a model following the protocol of :mod:`tsssm.models.lgssm` (one structure for all).
+    data : SeriesData
+        Arrays with a leading series axis: times (B, T), values/mask (B, T, D), inputs (B, T, U)
+        or None; series b occupies its first ``lengths[b]`` steps (the rest is masked padding).
+    lengths : sequence of int
+        Unpadded length of each series.
+    fixed_params, start_params : dict, optional
+        As in :func:`fit`, shared by all series.
+    maxiter : int
+        Maximum BFGS iterations per series.
+    batch_size : int
+        Most series in one vmapped program.
+
+    Returns
+    -------
+    list of MLEResult
+        One per series, in input order. Each series gets its own parameters and its own starting
+        values (``model.start_params`` of its own data). A series whose jitted BFGS stopped short
+        is polished by SciPy's BFGS alone; a series whose log-likelihood is not finite at its start
+        comes back with ``converged=False``, NaN parameters and log-likelihood.
+
+    Notes
+    -----
+    Series are grouped by :func:`bucket_length` and cut into batches of at most ``batch_size``
+    padded to :func:`bucket_batch` series, so compilation happens once per (length, batch)
+    bucket used, not once per series.
+    """
+    layout = ParamLayout.build(model.param_specs(), fixed_params)
+    lengths = [int(n) for n in lengths]
+    results: list = [None] * len(lengths)
+    unpadded = [pad_series(data, n, [b]) for b, n in enumerate(lengths)]
+    starts = [_start(model, layout, SeriesData(*(None if a is None else a[0] for a in d)), fixed_params, start_params) for d in unpadded]
+    for members, length, size in batches(lengths, batch_size):
+        take = np.concatenate([members, np.full(size - len(members), members[0])])
+        batch = SeriesData(*(None if a is None else jnp.asarray(a) for a in pad_series(data, length, take)))
+        nobs = np.array([starts[b][1] for b in take], float)
+        scale = jnp.asarray(nobs)
+        if layout.size == 0:
+            params = _constrained(layout, jnp.zeros(0))
+            stacked = jax.tree_util.tree_map(lambda v, size=size: jnp.broadcast_to(v, (size,) + jnp.shape(v)), params)
+            lls = np.asarray(over_series(_log_likelihood_jit, model, stacked, batch))
+            for i, b in enumerate(members):
+                results[b] = MLEResult(_to_numpy(params), float(lls[i]), bool(np.isfinite(lls[i])), 0, "all parameters fixed")
+            continue
+        theta0 = np.stack([starts[b][0] for b in take])
+        out = [np.asarray(a) for a in _bfgs_many(model, layout, jnp.asarray(theta0), batch, scale, maxiter, GTOL)]
+        for i, b in enumerate(members):
+            one = SeriesData(*(None if a is None else a[i] for a in batch))
+            try:
+                theta, iterations, value, grad_norm, message = _polish(
+                    model, layout, one, scale[i], theta0[i], tuple(a[i] for a in out), maxiter
+                )
+            except NumericalError as exc:
+                nan = {k: np.full(np.shape(v), np.nan) for k, v in _to_numpy(_constrained(layout, jnp.asarray(theta0[i]))).items()}
+                results[b] = MLEResult(nan, np.nan, False, 0, str(exc))
+                continue
+            params = _to_numpy(_constrained(layout, jnp.asarray(theta)))
+            ll = -value * nobs[i]
+            results[b] = MLEResult(params, ll, bool(grad_norm < CONVERGED_GRADIENT and np.isfinite(ll)), iterations, message)
+    return results
 
 
 def standard_errors(model, params: dict, data: SeriesData, fixed_params=None) -> tuple[list[str], np.ndarray, np.ndarray]:
