@@ -9,10 +9,12 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.dynamic_factor import DynamicFactor
 
 __all__ = [
     "ARIMA",
     "BaseForecaster",
+    "DynamicFactor",
     "LinearGaussianSSM",
     "LocalLevel",
     "LocalLinearTrend",
