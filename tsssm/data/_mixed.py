@@ -10,6 +10,7 @@ period-end row of every observed value.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -64,7 +65,10 @@ def low_frequency_columns(meta: PanelMeta, mask: np.ndarray, infer: tuple = ()) 
     for d, (column, freq) in enumerate(zip(meta.columns, meta.column_freqs)):
         stamps = grid[np.asarray(mask[:, d], bool)]
         if (freq is None or freq == meta.freq) and column in infer and len(stamps) >= 3:
-            freq = pd.infer_freq(stamps)
+            with warnings.catch_warnings():  # pandas 3.1 warns that infer_freq will return an offset
+                warnings.simplefilter("ignore")
+                inferred = pd.infer_freq(stamps)
+            freq = getattr(inferred, "freqstr", inferred)
         if freq is None or freq == meta.freq:
             continue
         periods = [period_grid_times(meta.freq, freq, t) for t in stamps]
