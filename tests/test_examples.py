@@ -51,3 +51,9 @@ def test_cli_on_user_csv_with_bad_column(capsys, tmp_path, monkeypatch):
 def test_cli_rejects_bad_horizon(argv, capsys):
     assert cli.main(argv) == 2
     assert "horizon" in capsys.readouterr().err
+
+
+def test_nowcast_monthly_quarterly_runs(capsys):
+    runpy.run_path(str(EXAMPLES / "nowcast_monthly_quarterly.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "mariano-murasawa" in out and "nowcast of gdp for the quarter starting 2025-01-01" in out

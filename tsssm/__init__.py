@@ -16,6 +16,7 @@ from tsssm import datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
     ARIMA,
+    DynamicFactor,
     LinearGaussianSSM,
     LocalLevel,
     LocalLinearTrend,
@@ -32,6 +33,7 @@ __all__ = [
     "ARIMA",
     "ConvergenceWarning",
     "DataError",
+    "DynamicFactor",
     "Forecast",
     "LinearGaussianSSM",
     "LocalLevel",

@@ -9,11 +9,13 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.dynamic_factor import DynamicFactor
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 
 __all__ = [
     "ARIMA",
     "BaseForecaster",
+    "DynamicFactor",
     "LinearGaussianSSM",
     "LocalLevel",
     "LocalLinearTrend",

@@ -81,6 +81,10 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
     def _build_model(self, num_columns: int, exog: tuple[str, ...]):
         """The model (protocol of :mod:`tsssm.models.lgssm`) for this data."""
 
+    def _model_for(self, data: mle.SeriesData, meta: PanelMeta):
+        """The model for this data (the default asks :meth:`_build_model` with the layout only)."""
+        return self._build_model(len(meta.columns), tuple(meta.input_columns))
+
     # ------------------------------------------------------------------ data
     def _to_panel(self, y, X=None):
         panel, meta = to_panel(y, X, time_unit=self.time_unit)
@@ -124,7 +128,7 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
             return self._fit_panel(panel, meta)
         self.panel_ = False
         data, meta = self._series(y, X)
-        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        model = self._model_for(data, meta)
         with float64():
             result = mle.fit(
                 model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params, maxiter=self.maxiter
@@ -351,7 +355,7 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         y = frame_from_arrays(document["y"], arrays, "y")
         X = None if document["X"] is None else frame_from_arrays(document["X"], arrays, "X")
         data, meta = self._series(y, X)
-        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        model = self._model_for(data, meta)
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
         self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
 

@@ -50,6 +50,17 @@ def smoothed_states(model, params: dict, data: SeriesData) -> kalman.Moments:
 
 
 @eqx.filter_jit
+def smoothed_observations(model, params: dict, data: SeriesData) -> kalman.Moments:
+    """Moments of every y_t (T, D), (T, D, D) given all observed data (smoothed states pushed
+    through the observation equation, observation noise included).
+
+    At fully missing steps appended after the data (a horizon) these are the predictive moments;
+    at a missing entry inside the data, the interpolation of that entry.
+    """
+    return kalman.observation_moments(model.system(params, data.times, data.inputs)[0], smoothed_states(model, params, data))
+
+
+@eqx.filter_jit
 def observation_draws(model, params: dict, data: SeriesData, key, num_draws: int):
     """Joint posterior-predictive draws of y (num_draws, T, D) given the observed entries.
 

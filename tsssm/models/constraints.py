@@ -14,6 +14,12 @@ kind              constrained value from unconstrained :math:`x`
                   :math:`r_k = x_k / \sqrt{1 + x_k^2}` mapped by the Durbin-Levinson recursion
                   (Monahan 1984), so every unconstrained vector is a stationary polynomial
 ``"invertible"``  the same map with the sign convention of MA polynomials
+``"stationary_var"`` coefficients ``[A_1 ... A_p]`` (shape ``(k, k p)``) of a stationary VAR(p)
+                  with unit innovation covariance: each ``k x k`` block :math:`X_s` gives a
+                  partial autocorrelation :math:`P_s = (I + X_s X_s^\top)^{-1/2} X_s` (singular
+                  values below 1), mapped to the coefficients by the multivariate
+                  Durbin-Levinson recursion of Ansley & Kohn (1986), as statsmodels'
+                  ``constrain_stationary_multivariate`` does
 ``"covariance"``  a covariance matrix :math:`L L^\top`, :math:`L` lower triangular with
                   :math:`\exp` on its diagonal; unconstrained shape ``(n (n + 1) / 2,)``
 ================  ========================================================================
@@ -23,8 +29,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 import numpy as np
+import scipy.optimize
 
 
 class ParamSpec(NamedTuple):
@@ -61,6 +70,71 @@ def _ar_to_pacf(phi):
     return pacf
 
 
+def _chol_solve_t(factor, b):
+    """``factor^{-T} b`` for a lower-triangular ``factor``."""
+    return jsl.solve_triangular(factor, b, lower=True, trans="T")
+
+
+def _var_from_pacf(pacf: list):
+    r"""Multivariate Durbin-Levinson (Ansley & Kohn 1986): partial autocorrelations -> VAR blocks.
+
+    ``pacf`` holds p matrices (k, k) with singular values below 1. The recursion runs with the
+    innovation variance :math:`c I` (:math:`c = (p + k)^{10}`, statsmodels' choice, which keeps
+    the intermediate factorisations well conditioned) and the coefficients are finally
+    transformed to unit innovation covariance.
+    """
+    order, k = len(pacf), pacf[0].shape[0]
+    eye = jnp.eye(k, dtype=pacf[0].dtype)
+    error_variance = eye * float(order + k) ** 10
+    forward_var, backward_var = [error_variance], [error_variance]
+    factor = jnp.linalg.cholesky(error_variance)
+    forward_fac, backward_fac = [factor], [factor]
+    forwards, backwards = [], []
+    for s in range(order):
+        prev_f, prev_b = forwards, backwards
+        new_f = forward_fac[s] @ _chol_solve_t(backward_fac[s], pacf[s].T).T
+        new_b = backward_fac[s] @ _chol_solve_t(forward_fac[s], pacf[s]).T
+        tmp = new_f @ backward_var[s]
+        forwards = [prev_f[j] - new_f @ prev_b[s - (j + 1)] for j in range(s)] + [new_f]
+        backwards = [prev_b[j] - new_b @ prev_f[s - (j + 1)] for j in range(s)] + [new_b]
+        forward_var.append(forward_var[s] - tmp @ forwards[s].T)
+        backward_var.append(backward_var[s] - backwards[s] @ forward_var[s] @ backwards[s].T)
+        forward_fac.append(jnp.linalg.cholesky(forward_var[s + 1]))
+        backward_fac.append(jnp.linalg.cholesky(backward_var[s + 1]))
+    # Change of basis to unit innovation covariance: T = chol(I) chol(Sigma)^{-1}.
+    transform = jsl.solve_triangular(forward_fac[-1], eye, lower=True)
+    inv_transform = forward_fac[-1]
+    return [transform @ f @ inv_transform for f in forwards]
+
+
+def _constrain_var(x):
+    k = x.shape[0]
+    order = x.shape[1] // k
+    eye = jnp.eye(k, dtype=x.dtype)
+    pacf = []
+    for s in range(order):
+        block = x[:, s * k : (s + 1) * k]
+        chol = jnp.linalg.cholesky(eye + block @ block.T)
+        pacf.append(jsl.solve_triangular(chol, block, lower=True))
+    return jnp.concatenate(_var_from_pacf(pacf), axis=1)
+
+
+def _unconstrain_var(value: np.ndarray) -> np.ndarray:
+    """Numerical inverse of the ``"stationary_var"`` map (least squares; used only for starting values)."""
+    if not np.any(value):
+        return np.zeros_like(value)
+    with jax.enable_x64(True):
+        fun = jax.jit(lambda z: jnp.ravel(_constrain_var(z.reshape(value.shape))) - jnp.ravel(jnp.asarray(value)))
+        jac = jax.jit(jax.jacfwd(fun))
+        res = scipy.optimize.least_squares(
+            lambda z: np.asarray(fun(jnp.asarray(z))), np.zeros(value.size), jac=lambda z: np.asarray(jac(jnp.asarray(z))),
+            xtol=1e-14, ftol=1e-14, gtol=1e-14,
+        )
+    if np.max(np.abs(res.fun)) > 1e-6:
+        raise ValueError("the VAR coefficients are not stationary (or too close to a unit root) to start from")
+    return res.x.reshape(value.shape)
+
+
 def constrain(spec: ParamSpec, x):
     """Map an unconstrained array to the constrained value of ``spec``."""
     kind = spec.kind
@@ -76,6 +150,8 @@ def constrain(spec: ParamSpec, x):
     if kind in ("stationary", "invertible"):
         phi = _pacf_to_ar(x / jnp.sqrt(1.0 + x**2))
         return phi if kind == "stationary" else -phi
+    if kind == "stationary_var":
+        return _constrain_var(x)
     if kind == "covariance":
         n = spec.shape[0]
         rows, cols = np.tril_indices(n)
@@ -100,6 +176,8 @@ def unconstrain(spec: ParamSpec, value) -> np.ndarray:
     if kind in ("stationary", "invertible"):
         r = np.clip(_ar_to_pacf(value if kind == "stationary" else -value), -0.999999, 0.999999)
         return r / np.sqrt(1.0 - r**2)
+    if kind == "stationary_var":
+        return _unconstrain_var(value)
     if kind == "covariance":
         L = np.linalg.cholesky(value)
         L[np.diag_indices(L.shape[0])] = np.log(np.diagonal(L))
