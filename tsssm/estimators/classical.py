@@ -89,21 +89,39 @@ class StateSpaceEstimator(BaseForecaster):
                 f"{type(self).__name__} fits one series at a time, got {len(meta.series_ids)} series; "
                 "fit each series (group of the long frame) separately"
             )
-        if not meta.regular:
-            raise DataError(
-                f"the timestamps are irregular, but {type(self).__name__} has discrete-time components that need a "
-                "regular grid; resample onto a regular grid (missing steps may stay NaN) or pass time_unit= so that "
-                "every gap is a whole number of steps"
-            )
         inputs = None if panel.inputs is None else panel.inputs[0]
         data = mle.SeriesData(panel.times[0], panel.values[0], panel.mask[0], inputs)
         return data, meta
+
+    def _model_for(self, meta: PanelMeta):
+        """The model for data described by ``meta``: continuous-time when the grid is irregular."""
+        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        return model if meta.regular else self._continuous(model)
+
+    def _continuous(self, model):
+        """The continuous-time version of ``model`` for irregular timestamps (a DataError if none)."""
+        raise DataError(
+            f"the timestamps are irregular, but {type(self).__name__} is a discrete-time model that needs a regular "
+            "grid; use tsssm.UnobservedComponents (its level, trend, trigonometric seasonal, cycle and "
+            "autoregressive components have exact continuous-time forms), or resample onto a regular grid "
+            "(missing steps may stay NaN)"
+        )
 
     def _check_same_layout(self, meta: PanelMeta):
         if meta.columns != self.meta_.columns or meta.input_columns != self.meta_.input_columns:
             raise DataError(
                 f"the data has columns {list(meta.columns)} (inputs {list(meta.input_columns)}), but the model was "
                 f"fitted on {list(self.meta_.columns)} (inputs {list(self.meta_.input_columns)})"
+            )
+        if not meta.regular and not _continuous_time(self.model_):
+            raise DataError(
+                f"the timestamps are irregular, but the model was fitted on a regular grid with discrete-time components; "
+                "refit on this data (irregular data give the continuous-time model) or resample it onto the grid"
+            )
+        if _continuous_time(self.model_) and meta.time_unit != self.meta_.time_unit:
+            raise DataError(
+                f"the data's time unit is {meta.time_unit!r}, but the model was fitted with time unit "
+                f"{self.meta_.time_unit!r} (its variances are per unit time); pass time_unit={self.meta_.time_unit!r}"
             )
 
     @staticmethod
@@ -116,7 +134,7 @@ class StateSpaceEstimator(BaseForecaster):
         if self.method != "mle":
             raise DataError(f"method={self.method!r} is not available for {type(self).__name__}; use method='mle'")
         data, meta = self._series(y, X)
-        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        model = self._model_for(meta)
         with float64():
             result = mle.fit(
                 model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params, maxiter=self.maxiter
@@ -148,22 +166,25 @@ class StateSpaceEstimator(BaseForecaster):
         self._check_horizon(horizon, times)
         meta, data = self.meta_, self.data_
         future_t, indexes = future_times(meta, horizon, times=times)
-        steps = future_t[0] - data.times[-1]
-        if np.any(np.abs(steps - np.round(steps)) > 1e-9):
-            raise DataError(
-                f"{type(self).__name__} is a discrete-time model: future times must lie on its grid "
-                f"(whole steps after the last observation), got step offsets {steps[:5].tolist()}..."
-            )
-        steps = np.round(steps).astype(int)
-        num_future = int(steps.max())
-        grid = data.times[-1] + np.arange(1, num_future + 1, dtype=float)
-        inputs = None
-        if data.inputs is not None:
-            if num_future != len(steps):
+        if _continuous_time(self.model_):
+            # exact transitions over any gap: the future times are appended as they are
+            grid, rows = future_t[0], len(data.times) + np.arange(future_t.shape[1])
+            inputs = self._future_inputs(data, X, indexes)
+        else:
+            steps = future_t[0] - data.times[-1]
+            if np.any(np.abs(steps - np.round(steps)) > 1e-9):
+                raise DataError(
+                    f"{type(self).__name__} was fitted on a regular grid (a discrete-time model): future times must lie "
+                    f"on its grid (whole steps after the last observation), got step offsets {steps[:5].tolist()}...; "
+                    "models fitted on irregular timestamps (continuous time) forecast at any times"
+                )
+            steps = np.round(steps).astype(int)
+            grid = data.times[-1] + np.arange(1, int(steps.max()) + 1, dtype=float)
+            rows = len(data.times) - 1 + steps
+            if data.inputs is not None and len(grid) != len(steps):
                 raise DataError("a model with exogenous inputs needs consecutive future steps (a horizon), not gaps")
-            inputs = np.concatenate([data.inputs, future_inputs(meta, X, indexes)[0]], axis=0)
-        elif X is not None:
-            raise DataError("X was given for the forecast, but the model was fitted without exogenous inputs")
+            inputs = self._future_inputs(data, X, indexes)
+        num_future = len(grid)
         D = data.values.shape[1]
         extended = mle.SeriesData(
             np.concatenate([data.times, grid]),
@@ -171,7 +192,15 @@ class StateSpaceEstimator(BaseForecaster):
             np.concatenate([data.mask, np.zeros((num_future, D), bool)]),
             inputs,
         )
-        return extended, indexes, len(data.times) - 1 + steps
+        return extended, indexes, rows
+
+    def _future_inputs(self, data, X, indexes):
+        """Training inputs followed by the validated future ones (None without exogenous inputs)."""
+        if data.inputs is None:
+            if X is not None:
+                raise DataError("X was given for the forecast, but the model was fitted without exogenous inputs")
+            return None
+        return np.concatenate([data.inputs, future_inputs(self.meta_, X, indexes)[0]], axis=0)
 
     def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
         """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``).
@@ -327,7 +356,7 @@ class StateSpaceEstimator(BaseForecaster):
         y = frame_from_arrays(document["y"], arrays, "y")
         X = None if document["X"] is None else frame_from_arrays(document["X"], arrays, "X")
         data, meta = self._series(y, X)
-        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        model = self._model_for(meta)
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
         self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
 
@@ -341,6 +370,11 @@ def _num_diffuse(model, num_inputs: int | None) -> int:
     with float64():
         _, init = jax.eval_shape(model.system, params, times, inputs)
     return int(init.diffuse.shape[1])
+
+
+def _continuous_time(model) -> bool:
+    """True for models whose transitions are exact over any time gap."""
+    return bool(getattr(model, "continuous_time", False))
 
 
 def _univariate(estimator, num_columns: int):
@@ -457,6 +491,9 @@ class UnobservedComponents(StateSpaceEstimator):
     def _build_model(self, num_columns, exog):
         _univariate(self, num_columns)
         return self._structure().with_exog(exog)
+
+    def _continuous(self, model):
+        return model.continuous()
 
 
 class LocalLevel(UnobservedComponents):
@@ -584,3 +621,12 @@ class ARIMA(StateSpaceEstimator):
             return ARIMAModel(order, seasonal_order, trend, exog=tuple(exog))
         except ValueError as exc:
             raise DataError(str(exc)) from exc
+
+    def _continuous(self, model):
+        p = max(1, int(tuple(self.order)[0]))
+        raise DataError(
+            "the timestamps are irregular, but ARIMA is a discrete-time model (its lags need a regular grid); use "
+            f"tsssm.UnobservedComponents(autoregressive={p}), whose autoregressive component becomes a "
+            f"continuous-time CAR({p}) (Ornstein-Uhlenbeck for order 1) on irregular data, or resample onto a "
+            "regular grid (missing steps may stay NaN)"
+        )
