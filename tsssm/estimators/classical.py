@@ -4,6 +4,11 @@ Every class here builds a linear-Gaussian state-space model (:mod:`tsssm.models`
 exact diffuse maximum likelihood (:mod:`tsssm.inference.mle`) and answers every question of the
 common API with the Kalman filter and smoother, in float64 (:mod:`tsssm._config`).
 
+Irregular timestamps: :class:`UnobservedComponents` (and so :class:`LocalLevel` and
+:class:`LocalLinearTrend`) replaces every component by its exact continuous-time counterpart
+(:meth:`tsssm.models.components.Component.continuous`, ``docs/irregular.md``); :class:`ARIMA` and
+:class:`LinearGaussianSSM` need a regular grid and raise a :class:`~tsssm.errors.DataError`.
+
 Diffuse initialisation: non-stationary states (levels, slopes, seasonals, integrated ARIMA
 states) start from an improper flat prior, handled exactly by the augmented Kalman filter. The
 log-likelihood is the exact diffuse one of Durbin & Koopman (2012), without the
@@ -51,8 +56,13 @@ class StateSpaceEstimator(BaseForecaster):
         Starting values for the optimiser.
     maxiter : int
         Maximum optimiser iterations.
-    time_unit : str or pandas.Timedelta, optional
-        Unit of time for irregular timestamps (see :mod:`tsssm.data`).
+    time_unit : str, pandas.Timedelta or float, optional
+        Unit of the float times (see ``docs/irregular.md``). On irregular timestamps the model is
+        continuous-time and its variances are per unit of time, seasonal periods and cycle
+        period bounds in time units, and ``forecast(h)`` steps ``h`` units ahead. If omitted, an
+        irregular DatetimeIndex gets the largest of 1 day, 1 h, 1 min, 1 s, ... not above its
+        median gap, an irregular numeric index 1.0; pass it explicitly to fix the meaning of
+        the parameters.
     random_state : int, optional
         Seed of the draws made by ``forecast(...).samples`` and ``sample``.
 
@@ -204,6 +214,11 @@ class StateSpaceEstimator(BaseForecaster):
 
     def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
         """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``).
+
+        A step is one period of the data's grid (regular data) or one ``time_unit`` (irregular
+        data). ``times`` (a DatetimeIndex, or numbers for a numeric index) may be uneven for a
+        model fitted on irregular data (continuous time); a model fitted on a regular grid
+        forecasts at grid points only.
 
         Returns a :class:`tsssm.Forecast` with exact Gaussian marginals and joint draws
         (made on first access of ``.samples``).
@@ -436,6 +451,12 @@ class UnobservedComponents(StateSpaceEstimator):
 
     Exogenous columns passed as ``X`` to ``fit`` enter as a regression with coefficients
     ``beta_<column>``.
+
+    On irregular timestamps every component becomes its continuous-time counterpart (Brownian
+    level, integrated-random-walk trend, stochastic-oscillator seasonal of period ``seasonal``
+    time units, damped stochastic oscillator cycle, CAR(p) for ``autoregressive=p``) with exact
+    transitions over each gap; the dummy seasonal (no ``harmonics``) has none and raises a
+    :class:`~tsssm.errors.DataError`. See ``docs/irregular.md``.
     """
 
     def __init__(
