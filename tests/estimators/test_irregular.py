@@ -130,3 +130,19 @@ def test_errors(level_series, level_fit):
         fitted.forecast(times=[50.5, 52.0])
     with pytest.raises(tsssm.DataError, match="irregular"):
         fitted.score(pd.Series(regular.to_numpy()[:5], index=[0.0, 1.0, 2.5, 4.0, 7.25], name="hr"))
+
+
+def test_exogenous_inputs_at_irregular_future_times():
+    """Regression on X with uneven future times: the level forecast is the same at both times
+    (a random walk), so the difference of the means is beta * the difference of the inputs."""
+    rng = np.random.default_rng(31)
+    index, _ = _irregular_index(80, seed=32, mean_gap_hours=2.0)
+    X = pd.DataFrame({"dose": rng.normal(size=80)}, index=index)
+    y = pd.Series(np.cumsum(rng.normal(size=80)) * 0.3 + 2.0 * X["dose"].to_numpy() + rng.normal(size=80), index=index, name="y")
+    model = tsssm.LocalLevel(time_unit="1h").fit(y, X)
+    future = pd.DatetimeIndex([index[-1] + pd.Timedelta(h, "h") for h in (1.5, 4.0)])
+    fc = model.forecast(times=future, X=pd.DataFrame({"dose": [1.0, 0.0]}, index=future))
+    means = fc.mean["y"].to_numpy()
+    assert means[0] - means[1] == pytest.approx(float(model.params_["beta_dose"]), abs=1e-10)
+    with pytest.raises(tsssm.DataError, match="X"):
+        model.forecast(times=future)

@@ -77,6 +77,34 @@ def _observed(y: np.ndarray) -> np.ndarray:
     return y[np.isfinite(y)]
 
 
+def _level_start(y, stochastic: bool) -> dict:
+    return {"sigma2_level": float(np.var(np.diff(_observed(y))))} if stochastic else {}
+
+
+def _trend_specs(stochastic_level: bool, stochastic_slope: bool) -> tuple:
+    specs = (ParamSpec("sigma2_level"),) if stochastic_level else ()
+    return specs + ((ParamSpec("sigma2_trend"),) if stochastic_slope else ())
+
+
+def _trend_start(y, stochastic_level: bool, stochastic_slope: bool) -> dict:
+    dv = float(np.var(np.diff(_observed(y))))
+    out = {"sigma2_level": dv} if stochastic_level else {}
+    return out | ({"sigma2_trend": dv / 100.0} if stochastic_slope else {})
+
+
+def _cycle_specs(damped: bool, stochastic: bool, period_bounds: tuple) -> tuple:
+    low, high = 2 * np.pi / period_bounds[1], 2 * np.pi / period_bounds[0]
+    specs = (ParamSpec("sigma2_cycle"),) if stochastic else ()
+    specs += (ParamSpec("frequency_cycle", "interval", bounds=(low, high)),)
+    return specs + ((ParamSpec("damping_cycle", "unit"),) if damped else ())
+
+
+def _cycle_start(y, damped: bool, stochastic: bool, period_bounds: tuple) -> dict:
+    out = {"frequency_cycle": 2 * np.pi / np.sqrt(period_bounds[0] * period_bounds[1])}
+    out |= {"sigma2_cycle": float(np.var(_observed(y))) / 10.0} if stochastic else {}
+    return out | ({"damping_cycle": 0.7} if damped else {})
+
+
 class Component(eqx.Module):
     """Abstract base: one block of the state with its own parameters."""
 
@@ -145,7 +173,7 @@ class Level(Component):
         return ("level",)
 
     def start_params(self, y):
-        return {"sigma2_level": float(np.var(np.diff(_observed(y))))} if self.stochastic else {}
+        return _level_start(y, self.stochastic)
 
     def continuous(self):
         return BrownianLevel(self.stochastic)
@@ -167,8 +195,7 @@ class Trend(Component):
     stochastic_slope: bool = True
 
     def param_specs(self):
-        specs = (ParamSpec("sigma2_level"),) if self.stochastic_level else ()
-        return specs + ((ParamSpec("sigma2_trend"),) if self.stochastic_slope else ())
+        return _trend_specs(self.stochastic_level, self.stochastic_slope)
 
     def block(self, params):
         F = jnp.array([[1.0, 1.0], [0.0, 1.0]])
@@ -181,9 +208,7 @@ class Trend(Component):
         return ("level", "slope")
 
     def start_params(self, y):
-        dv = float(np.var(np.diff(_observed(y))))
-        out = {"sigma2_level": dv} if self.stochastic_level else {}
-        return out | ({"sigma2_trend": dv / 100.0} if self.stochastic_slope else {})
+        return _trend_start(y, self.stochastic_level, self.stochastic_slope)
 
     def continuous(self):
         return ContinuousTrend(self.stochastic_level, self.stochastic_slope)
@@ -289,10 +314,7 @@ class Cycle(Component):
     period_bounds: tuple = (2.0, 50.0)
 
     def param_specs(self):
-        low, high = 2 * np.pi / self.period_bounds[1], 2 * np.pi / self.period_bounds[0]
-        specs = (ParamSpec("sigma2_cycle"),) if self.stochastic else ()
-        specs += (ParamSpec("frequency_cycle", "interval", bounds=(low, high)),)
-        return specs + ((ParamSpec("damping_cycle", "unit"),) if self.damped else ())
+        return _cycle_specs(self.damped, self.stochastic, self.period_bounds)
 
     def block(self, params):
         lam = params["frequency_cycle"]
@@ -306,9 +328,7 @@ class Cycle(Component):
         return ("cycle", "cycle*")
 
     def start_params(self, y):
-        out = {"frequency_cycle": 2 * np.pi / np.sqrt(self.period_bounds[0] * self.period_bounds[1])}
-        out |= {"sigma2_cycle": float(np.var(_observed(y))) / 10.0} if self.stochastic else {}
-        return out | ({"damping_cycle": 0.7} if self.damped else {})
+        return _cycle_start(y, self.damped, self.stochastic, self.period_bounds)
 
     def continuous(self):
         return ContinuousCycle(self.damped, self.stochastic, tuple(self.period_bounds))
@@ -407,7 +427,7 @@ class BrownianLevel(ContinuousComponent):
         return ("level",)
 
     def start_params(self, y):
-        return Level.start_params(self, y)
+        return _level_start(y, self.stochastic)
 
 
 class ContinuousTrend(ContinuousComponent):
@@ -435,7 +455,7 @@ class ContinuousTrend(ContinuousComponent):
     stochastic_slope: bool = True
 
     def param_specs(self):
-        return Trend.param_specs(self)
+        return _trend_specs(self.stochastic_level, self.stochastic_slope)
 
     def transition(self, params, dt):
         q_level = _variance(self.stochastic_level, params, "sigma2_level")
@@ -449,7 +469,7 @@ class ContinuousTrend(ContinuousComponent):
         return ("level", "slope")
 
     def start_params(self, y):
-        return Trend.start_params(self, y)
+        return _trend_start(y, self.stochastic_level, self.stochastic_slope)
 
 
 class OscillatorSeasonal(ContinuousComponent):
@@ -536,7 +556,7 @@ class ContinuousCycle(ContinuousComponent):
     period_bounds: tuple = (2.0, 50.0)
 
     def param_specs(self):
-        return Cycle.param_specs(self)
+        return _cycle_specs(self.damped, self.stochastic, self.period_bounds)
 
     def transition(self, params, dt):
         decay = -jnp.log(params["damping_cycle"]) if self.damped else 0.0
@@ -550,7 +570,7 @@ class ContinuousCycle(ContinuousComponent):
         return ("cycle", "cycle*")
 
     def start_params(self, y):
-        return Cycle.start_params(self, y)
+        return _cycle_start(y, self.damped, self.stochastic, self.period_bounds)
 
 
 def car_drift(coefs) -> jnp.ndarray:
@@ -617,6 +637,6 @@ class CAR(ContinuousComponent):
         return ("ar",) + tuple(f"ar'{'' if i == 1 else i}" for i in range(1, self.order))
 
     def start_params(self, y):
-        # (s + 1)^p: time scale of one unit; the variance matches the stationary one to var(y) / 2
+        # (s + 1)^p: a time scale of one unit; for p = 1 the stationary variance is then var(y) / 2
         coefs = np.array([math.comb(self.order, k) for k in range(1, self.order + 1)], float)
         return {"sigma2_ar": float(np.var(_observed(y))), "car": coefs}
