@@ -79,6 +79,11 @@ def test_forecast_at_irregular_future_times_matches_closed_form(level_fit, level
     np.testing.assert_allclose(fc.mean["hr"].to_numpy(), mean["level"].iloc[-1], rtol=1e-12)
     expected = np.sqrt(std["level"].iloc[-1] ** 2 + q * np.array([0.5, 3.0, 10.25]) + r)
     np.testing.assert_allclose(fc.to_frame()["std"].to_numpy(), expected, rtol=1e-10)
+    # joint draws (simulation smoother over the time-varying system): 1000 draws estimate a
+    # standard deviation with relative error ~ 1/sqrt(2000) = 2.2%; 10% is 4.5 of those
+    draws = fc.samples
+    assert draws.shape == (1000, 3, 1)
+    np.testing.assert_allclose(draws[:, :, 0].std(axis=0), expected, rtol=0.1)
     # an int horizon counts steps of the time unit
     h = level_fit.forecast(3).mean.index
     assert list(h - last) == [UNIT, 2 * UNIT, 3 * UNIT]
