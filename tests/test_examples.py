@@ -22,6 +22,17 @@ def test_nile_co2_walkthrough_runs(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "co2_forecast.png").stat().st_size > 0
 
 
+def test_irregular_clinical_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["irregular_clinical.py", "--plots", str(tmp_path)])
+    namespace = runpy.run_path(str(EXAMPLES / "irregular_clinical.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "components: ContinuousTrend, OscillatorSeasonal" in out
+    # the injected tachycardic episode (row 60 of the simulated chart) is the most surprising entry
+    spike = namespace["simulate_chart"]().index[60]
+    assert f"most surprising measurement: {spike}" in out
+    assert (tmp_path / "irregular_forecast.png").stat().st_size > 0
+
+
 def test_cli_forecasts_bundled_nile(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TSSSM_CACHE_DIR", str(tmp_path / "cache"))
     assert cli.main(["forecast", "--horizon", "3", "--output", str(tmp_path / "fc.csv")]) == 0

@@ -53,9 +53,9 @@ def test_not_fitted_and_bad_arguments(nile, fitted):
         tsssm.LocalLevel(fixed_params={"sigma2_nope": 1.0}).fit(nile)
     with pytest.raises(tsssm.DataError, match="level="):
         tsssm.UnobservedComponents("wiggly").fit(nile)
-    with pytest.raises(tsssm.DataError, match="irregular"):
+    with pytest.raises(tsssm.DataError, match="irregular"):  # LocalLevel takes them (continuous time)
         times = pd.DatetimeIndex(["2020-01-01", "2020-01-02", "2020-01-04 07:00", "2020-01-09", "2020-01-10"])
-        tsssm.LocalLevel().fit(pd.Series([1.0, 2.0, 1.5, 1.7, 2.2], index=times))
+        tsssm.ARIMA().fit(pd.Series([1.0, 2.0, 1.5, 1.7, 2.2], index=times))
 
 
 def test_all_parameters_fixed_only_filters(nile, fitted):

@@ -41,6 +41,12 @@ class PanelMixin:
 
     # ------------------------------------------------------------------ fit
     def _fit_panel(self, panel, meta):
+        if not meta.regular:
+            raise DataError(
+                f"the series of this panel have irregular timestamps; {type(self).__name__} fits panels on a regular "
+                "grid only (for now): fit each irregular series on its own (it gets the continuous-time model), "
+                "or resample the panel onto a regular grid (missing steps may stay NaN)"
+            )
         data = mle.SeriesData(panel.times, panel.values, panel.mask, panel.inputs)
         model = self._build_model(len(meta.columns), tuple(meta.input_columns))
         with float64():

@@ -4,6 +4,11 @@ Every class here builds a linear-Gaussian state-space model (:mod:`tsssm.models`
 exact diffuse maximum likelihood (:mod:`tsssm.inference.mle`) and answers every question of the
 common API with the Kalman filter and smoother, in float64 (:mod:`tsssm._config`).
 
+Irregular timestamps: :class:`UnobservedComponents` (and so :class:`LocalLevel` and
+:class:`LocalLinearTrend`) replaces every component by its exact continuous-time counterpart
+(:meth:`tsssm.models.components.Component.continuous`, ``docs/irregular.md``); :class:`ARIMA` and
+:class:`LinearGaussianSSM` need a regular grid and raise a :class:`~tsssm.errors.DataError`.
+
 Diffuse initialisation: non-stationary states (levels, slopes, seasonals, integrated ARIMA
 states) start from an improper flat prior, handled exactly by the augmented Kalman filter. The
 log-likelihood is the exact diffuse one of Durbin & Koopman (2012), without the
@@ -51,8 +56,13 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         Starting values for the optimiser.
     maxiter : int
         Maximum optimiser iterations.
-    time_unit : str or pandas.Timedelta, optional
-        Unit of time for irregular timestamps (see :mod:`tsssm.data`).
+    time_unit : str, pandas.Timedelta or float, optional
+        Unit of the float times (see ``docs/irregular.md``). On irregular timestamps the model is
+        continuous-time and its variances are per unit of time, seasonal periods and cycle
+        period bounds in time units, and ``forecast(h)`` steps ``h`` units ahead. If omitted, an
+        irregular DatetimeIndex gets the largest of 1 day, 1 h, 1 min, 1 s, ... not above its
+        median gap, an irregular numeric index 1.0; pass it explicitly to fix the meaning of
+        the parameters.
     random_state : int, optional
         Seed of the draws made by ``forecast(...).samples`` and ``sample``.
 
@@ -81,19 +91,9 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
     def _build_model(self, num_columns: int, exog: tuple[str, ...]):
         """The model (protocol of :mod:`tsssm.models.lgssm`) for this data."""
 
-    def _model_for(self, data: mle.SeriesData, meta: PanelMeta):
-        """The model for this data (the default asks :meth:`_build_model` with the layout only)."""
-        return self._build_model(len(meta.columns), tuple(meta.input_columns))
-
     # ------------------------------------------------------------------ data
     def _to_panel(self, y, X=None):
         panel, meta = to_panel(y, X, time_unit=self.time_unit)
-        if not meta.regular:
-            raise DataError(
-                f"the timestamps are irregular, but {type(self).__name__} has discrete-time components that need a "
-                "regular grid; resample onto a regular grid (missing steps may stay NaN) or pass time_unit= so that "
-                "every gap is a whole number of steps"
-            )
         return panel, meta
 
     def _series(self, y, X=None) -> tuple[mle.SeriesData, PanelMeta]:
@@ -107,11 +107,35 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         data = mle.SeriesData(panel.times[0], panel.values[0], panel.mask[0], inputs)
         return data, meta
 
+    def _model_for(self, data: mle.SeriesData, meta: PanelMeta):
+        """The model for this data: continuous-time when the grid is irregular."""
+        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        return model if meta.regular else self._continuous(model)
+
+    def _continuous(self, model):
+        """The continuous-time version of ``model`` for irregular timestamps (a DataError if none)."""
+        raise DataError(
+            f"the timestamps are irregular, but {type(self).__name__} is a discrete-time model that needs a regular "
+            "grid; use tsssm.UnobservedComponents (its level, trend, trigonometric seasonal, cycle and "
+            "autoregressive components have exact continuous-time forms), or resample onto a regular grid "
+            "(missing steps may stay NaN)"
+        )
+
     def _check_same_layout(self, meta: PanelMeta):
         if meta.columns != self.meta_.columns or meta.input_columns != self.meta_.input_columns:
             raise DataError(
                 f"the data has columns {list(meta.columns)} (inputs {list(meta.input_columns)}), but the model was "
                 f"fitted on {list(self.meta_.columns)} (inputs {list(self.meta_.input_columns)})"
+            )
+        if not meta.regular and not _continuous_time(self.model_):
+            raise DataError(
+                f"the timestamps are irregular, but the model was fitted on a regular grid with discrete-time components; "
+                "refit on this data (irregular data give the continuous-time model) or resample it onto the grid"
+            )
+        if _continuous_time(self.model_) and meta.time_unit != self.meta_.time_unit:
+            raise DataError(
+                f"the data's time unit is {meta.time_unit!r}, but the model was fitted with time unit "
+                f"{self.meta_.time_unit!r} (its variances are per unit time); pass time_unit={self.meta_.time_unit!r}"
             )
 
     @staticmethod
@@ -160,22 +184,25 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         self._check_horizon(horizon, times)
         meta, data = self.meta_, self.data_
         future_t, indexes = future_times(meta, horizon, times=times)
-        steps = future_t[0] - data.times[-1]
-        if np.any(np.abs(steps - np.round(steps)) > 1e-9):
-            raise DataError(
-                f"{type(self).__name__} is a discrete-time model: future times must lie on its grid "
-                f"(whole steps after the last observation), got step offsets {steps[:5].tolist()}..."
-            )
-        steps = np.round(steps).astype(int)
-        num_future = int(steps.max())
-        grid = data.times[-1] + np.arange(1, num_future + 1, dtype=float)
-        inputs = None
-        if data.inputs is not None:
-            if num_future != len(steps):
+        if _continuous_time(self.model_):
+            # exact transitions over any gap: the future times are appended as they are
+            grid, rows = future_t[0], len(data.times) + np.arange(future_t.shape[1])
+            inputs = self._future_inputs(data, X, indexes)
+        else:
+            steps = future_t[0] - data.times[-1]
+            if np.any(np.abs(steps - np.round(steps)) > 1e-9):
+                raise DataError(
+                    f"{type(self).__name__} was fitted on a regular grid (a discrete-time model): future times must lie "
+                    f"on its grid (whole steps after the last observation), got step offsets {steps[:5].tolist()}...; "
+                    "models fitted on irregular timestamps (continuous time) forecast at any times"
+                )
+            steps = np.round(steps).astype(int)
+            grid = data.times[-1] + np.arange(1, int(steps.max()) + 1, dtype=float)
+            rows = len(data.times) - 1 + steps
+            if data.inputs is not None and len(grid) != len(steps):
                 raise DataError("a model with exogenous inputs needs consecutive future steps (a horizon), not gaps")
-            inputs = np.concatenate([data.inputs, future_inputs(meta, X, indexes)[0]], axis=0)
-        elif X is not None:
-            raise DataError("X was given for the forecast, but the model was fitted without exogenous inputs")
+            inputs = self._future_inputs(data, X, indexes)
+        num_future = len(grid)
         D = data.values.shape[1]
         extended = mle.SeriesData(
             np.concatenate([data.times, grid]),
@@ -183,10 +210,23 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
             np.concatenate([data.mask, np.zeros((num_future, D), bool)]),
             inputs,
         )
-        return extended, indexes, len(data.times) - 1 + steps
+        return extended, indexes, rows
+
+    def _future_inputs(self, data, X, indexes):
+        """Training inputs followed by the validated future ones (None without exogenous inputs)."""
+        if data.inputs is None:
+            if X is not None:
+                raise DataError("X was given for the forecast, but the model was fitted without exogenous inputs")
+            return None
+        return np.concatenate([data.inputs, future_inputs(self.meta_, X, indexes)[0]], axis=0)
 
     def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
         """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``).
+
+        A step is one period of the data's grid (regular data) or one ``time_unit`` (irregular
+        data). ``times`` (a DatetimeIndex, or numbers for a numeric index) may be uneven for a
+        model fitted on irregular data (continuous time); a model fitted on a regular grid
+        forecasts at grid points only.
 
         Returns a :class:`tsssm.Forecast` with exact Gaussian marginals and joint draws
         (made on first access of ``.samples``).
@@ -360,6 +400,11 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
 
 
+def _continuous_time(model) -> bool:
+    """True for models whose transitions are exact over any time gap."""
+    return bool(getattr(model, "continuous_time", False))
+
+
 def _univariate(estimator, num_columns: int):
     if num_columns != 1:
         raise DataError(
@@ -419,6 +464,12 @@ class UnobservedComponents(StateSpaceEstimator):
 
     Exogenous columns passed as ``X`` to ``fit`` enter as a regression with coefficients
     ``beta_<column>``.
+
+    On irregular timestamps every component becomes its continuous-time counterpart (Brownian
+    level, integrated-random-walk trend, stochastic-oscillator seasonal of period ``seasonal``
+    time units, damped stochastic oscillator cycle, CAR(p) for ``autoregressive=p``) with exact
+    transitions over each gap; the dummy seasonal (no ``harmonics``) has none and raises a
+    :class:`~tsssm.errors.DataError`. See ``docs/irregular.md``.
     """
 
     def __init__(
@@ -474,6 +525,9 @@ class UnobservedComponents(StateSpaceEstimator):
     def _build_model(self, num_columns, exog):
         _univariate(self, num_columns)
         return self._structure().with_exog(exog)
+
+    def _continuous(self, model):
+        return model.continuous()
 
 
 class LocalLevel(UnobservedComponents):
@@ -601,3 +655,12 @@ class ARIMA(StateSpaceEstimator):
             return ARIMAModel(order, seasonal_order, trend, exog=tuple(exog))
         except ValueError as exc:
             raise DataError(str(exc)) from exc
+
+    def _continuous(self, model):
+        p = max(1, int(tuple(self.order)[0]))
+        raise DataError(
+            "the timestamps are irregular, but ARIMA is a discrete-time model (its lags need a regular grid); use "
+            f"tsssm.UnobservedComponents(autoregressive={p}), whose autoregressive component becomes a "
+            f"continuous-time CAR({p}) (Ornstein-Uhlenbeck for order 1) on irregular data, or resample onto a "
+            "regular grid (missing steps may stay NaN)"
+        )

@@ -3,26 +3,30 @@ r"""Parameter specifications and the maps between constrained and unconstrained 
 Optimisers and samplers work on an unconstrained real vector; models see constrained values.
 Each :class:`ParamSpec` names one parameter, its shape and its constraint ``kind``:
 
-================  ========================================================================
-kind              constrained value from unconstrained :math:`x`
-================  ========================================================================
-``"real"``        :math:`x`
-``"positive"``    :math:`x^2` (variances; reaches the zero boundary, as in statsmodels)
-``"unit"``        :math:`1 / (1 + e^{-x})`, in (0, 1)
-``"interval"``    :math:`a + (b - a) / (1 + e^{-x})`, in (a, b) given by ``bounds``
-``"stationary"``  AR coefficients of a stationary AR(p): partial autocorrelations
-                  :math:`r_k = x_k / \sqrt{1 + x_k^2}` mapped by the Durbin-Levinson recursion
-                  (Monahan 1984), so every unconstrained vector is a stationary polynomial
-``"invertible"``  the same map with the sign convention of MA polynomials
-``"stationary_var"`` coefficients ``[A_1 ... A_p]`` (shape ``(k, k p)``) of a stationary VAR(p)
-                  with unit innovation covariance: each ``k x k`` block :math:`X_s` gives a
-                  partial autocorrelation :math:`P_s = (I + X_s X_s^\top)^{-1/2} X_s` (singular
-                  values below 1), mapped to the coefficients by the multivariate
-                  Durbin-Levinson recursion of Ansley & Kohn (1986), as statsmodels'
-                  ``constrain_stationary_multivariate`` does
-``"covariance"``  a covariance matrix :math:`L L^\top`, :math:`L` lower triangular with
-                  :math:`\exp` on its diagonal; unconstrained shape ``(n (n + 1) / 2,)``
-================  ========================================================================
+====================  ========================================================================
+kind                  constrained value from unconstrained :math:`x`
+====================  ========================================================================
+``"real"``            :math:`x`
+``"positive"``        :math:`x^2` (variances; reaches the zero boundary, as in statsmodels)
+``"unit"``            :math:`1 / (1 + e^{-x})`, in (0, 1)
+``"interval"``        :math:`a + (b - a) / (1 + e^{-x})`, in (a, b) given by ``bounds``
+``"stationary"``      AR coefficients of a stationary AR(p): partial autocorrelations
+                      :math:`r_k = x_k / \sqrt{1 + x_k^2}` mapped by the Durbin-Levinson recursion
+                      (Monahan 1984), so every unconstrained vector is a stationary polynomial
+``"invertible"``      the same map with the sign convention of MA polynomials
+``"stationary_var"``  coefficients ``[A_1 ... A_p]`` (shape ``(k, k p)``) of a stationary VAR(p)
+                      with unit innovation covariance: each ``k x k`` block :math:`X_s` gives a
+                      partial autocorrelation :math:`P_s = (I + X_s X_s^\top)^{-1/2} X_s` (singular
+                      values below 1), mapped to the coefficients by the multivariate
+                      Durbin-Levinson recursion of Ansley & Kohn (1986), as statsmodels'
+                      ``constrain_stationary_multivariate`` does
+``"hurwitz"``         coefficients :math:`a_1..a_p` of a stable (Hurwitz) polynomial
+                      :math:`s^p + a_1 s^{p-1} + \dots + a_p` (every root in the left half-plane):
+                      the product of quadratic factors :math:`s^2 + e^{x_{2k}} s + e^{x_{2k+1}}`
+                      and, for odd p, a linear factor :math:`s + e^{x_{p-1}}`
+``"covariance"``      a covariance matrix :math:`L L^\top`, :math:`L` lower triangular with
+                      :math:`\exp` on its diagonal; unconstrained shape ``(n (n + 1) / 2,)``
+====================  ========================================================================
 """
 
 from __future__ import annotations
@@ -133,6 +137,33 @@ def _unconstrain_var(value: np.ndarray) -> np.ndarray:
     if np.max(np.abs(res.fun)) > 1e-6:
         raise ValueError("the VAR coefficients are not stationary (or too close to a unit root) to start from")
     return res.x.reshape(value.shape)
+def _hurwitz_from_factors(x):
+    """Unconstrained (p,) -> coefficients a_1..a_p of a product of stable quadratic/linear factors."""
+    p = x.shape[0]
+    poly = jnp.ones((1,), x.dtype)
+    for k in range(0, p - 1, 2):
+        poly = jnp.convolve(poly, jnp.stack([jnp.ones((), x.dtype), jnp.exp(x[k]), jnp.exp(x[k + 1])]))
+    if p % 2:
+        poly = jnp.convolve(poly, jnp.stack([jnp.ones((), x.dtype), jnp.exp(x[p - 1])]))
+    return poly[1:]
+
+
+def _hurwitz_to_factors(coefs) -> np.ndarray:
+    """Inverse of :func:`_hurwitz_from_factors` (NumPy; roots grouped in pairs, the last one alone)."""
+    coefs = np.asarray(coefs, float)
+    p = coefs.shape[0]
+    roots = np.roots(np.concatenate([[1.0], coefs]))
+    scale = np.maximum(np.abs(roots), 1e-300)
+    upper = roots[roots.imag > 1e-7 * scale]  # one root of each complex-conjugate pair
+    reals = np.sort(roots[np.abs(roots.imag) <= 1e-7 * scale].real)
+    factors = [(-2.0 * r.real, abs(r) ** 2) for r in upper]
+    factors += [(-(reals[k] + reals[k + 1]), reals[k] * reals[k + 1]) for k in range(0, len(reals) - 1, 2)]
+    out = np.zeros(p)
+    for k, (b, c) in enumerate(factors):
+        out[2 * k], out[2 * k + 1] = np.log(max(b, 1e-12)), np.log(max(c, 1e-12))
+    if p % 2:
+        out[p - 1] = np.log(max(-reals[-1], 1e-12))
+    return out
 
 
 def constrain(spec: ParamSpec, x):
@@ -152,6 +183,8 @@ def constrain(spec: ParamSpec, x):
         return phi if kind == "stationary" else -phi
     if kind == "stationary_var":
         return _constrain_var(x)
+    if kind == "hurwitz":
+        return _hurwitz_from_factors(x)
     if kind == "covariance":
         n = spec.shape[0]
         rows, cols = np.tril_indices(n)
@@ -178,6 +211,8 @@ def unconstrain(spec: ParamSpec, value) -> np.ndarray:
         return r / np.sqrt(1.0 - r**2)
     if kind == "stationary_var":
         return _unconstrain_var(value)
+    if kind == "hurwitz":
+        return _hurwitz_to_factors(value)
     if kind == "covariance":
         L = np.linalg.cholesky(value)
         L[np.diag_indices(L.shape[0])] = np.log(np.diagonal(L))

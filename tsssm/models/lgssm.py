@@ -22,7 +22,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from tsssm.kernels.kalman import InitialState, StateSpaceArrays
-from tsssm.models.components import Component
+from tsssm.models.components import Component, block_diag_over_time
 from tsssm.models.constraints import ParamSpec
 
 
@@ -58,6 +58,12 @@ class StructuralModel(eqx.Module):
 
     with :math:`F, Q` block diagonal over ``components`` and :math:`z` their stacked loadings.
     ``exog`` names the regression inputs (coefficients ``beta_<name>``).
+
+    When every component is a continuous-time one (:attr:`continuous_time`), ``system`` returns
+    per-step :math:`F_t, Q_t` (leading time axis) over the gaps :math:`\Delta_t = t_{t+1} - t_t`
+    of ``times``, so the likelihood is exact on any grid; otherwise the time-invariant one-step
+    matrices (the data must be on a unit grid). :meth:`continuous` converts every component to
+    its continuous-time counterpart.
     """
 
     components: tuple[Component, ...]
@@ -70,6 +76,21 @@ class StructuralModel(eqx.Module):
         if isinstance(other, Component):
             return StructuralModel(self.components + (other,), self.irregular, self.exog)
         return NotImplemented
+
+    @property
+    def continuous_time(self) -> bool:
+        """True when every component has an exact transition over any time gap."""
+        return bool(self.components) and all(c.continuous_time for c in self.components)
+
+    def continuous(self) -> "StructuralModel":
+        """The same model with every component replaced by its continuous-time counterpart.
+
+        Raises
+        ------
+        tsssm.DataError
+            If a component has no continuous-time form (e.g. the dummy seasonal).
+        """
+        return StructuralModel(tuple(c.continuous() for c in self.components), self.irregular, self.exog)
 
     def with_exog(self, exog: tuple[str, ...]) -> "StructuralModel":
         """The same model with regression on the inputs named ``exog``."""
@@ -101,13 +122,20 @@ class StructuralModel(eqx.Module):
 
     def system(self, params, times, inputs=None):
         blocks = [c.block(params) for c in self.components]
-        F = jsl.block_diag(*[b.transition for b in blocks])
-        Q = jsl.block_diag(*[b.transition_cov for b in blocks])
+        if self.continuous_time:
+            # F_t moves the state from times[t] to times[t + 1]; the last one is never used.
+            dt = jnp.diff(times, append=times[-1:] + 1.0)
+            moves = [c.transition(params, dt) for c in self.components]
+            F = block_diag_over_time([m[0] for m in moves])
+            Q = block_diag_over_time([m[1] for m in moves])
+        else:
+            F = jsl.block_diag(*[b.transition for b in blocks])
+            Q = jsl.block_diag(*[b.transition_cov for b in blocks])
         H = jnp.concatenate([b.loading for b in blocks])[None, :]
         dtype = F.dtype
         R = jnp.reshape(params["sigma2_irregular"] if self.irregular else 0.0, (1, 1)).astype(dtype)
         d = _regression_offset(params, self.exog, inputs, dtype)
-        arrays = StateSpaceArrays(F, Q, jnp.zeros(F.shape[0], dtype), H, R, d)
+        arrays = StateSpaceArrays(F, Q, jnp.zeros(F.shape[-1], dtype), H, R, d)
         init = InitialState(
             jnp.concatenate([b.init_mean for b in blocks]),
             jsl.block_diag(*[b.init_cov for b in blocks]),

@@ -14,6 +14,11 @@ _CLASSES = {
         components.Seasonal,
         components.Cycle,
         components.Autoregressive,
+        components.BrownianLevel,
+        components.ContinuousTrend,
+        components.OscillatorSeasonal,
+        components.ContinuousCycle,
+        components.CAR,
         lgssm.StructuralModel,
         arima.ARIMAModel,
     )
