@@ -333,7 +333,7 @@ def log_likelihood(
     D, N = y.shape[1], cov0.shape[0]
     switch = steady_state and all(scanned[i] is None for i in (0, 1, 3, 4))  # F, Q, H, R invariant
 
-    def full(carry: _LeanCarry, xs, collapsing: bool = False) -> _LeanCarry:
+    def full(carry: _LeanCarry, xs) -> _LeanCarry:
         sliced, y_t, m_t = xs
         a = at(sliced)
         f_mean, f_cov, _, _, info, log_norm = _update(
@@ -343,13 +343,9 @@ def log_likelihood(
         carry = carry._replace(info_sum=carry.info_sum + info, norm_sum=carry.norm_sum + log_norm)
         if not switch:
             return carry._replace(mean=next_mean, cov=next_cov)
-        collapsed = carry.collapsed
-        if collapsing:
-            next_mean, next_cov, valid = _collapse_carry(next_mean, next_cov, carry.info_sum)
-            collapsed = collapsed | valid
         change = jnp.max(jnp.abs(next_cov - carry.cov))
         steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
-        return carry._replace(mean=next_mean, cov=next_cov, collapsed=collapsed, steady=steady)
+        return carry._replace(mean=next_mean, cov=next_cov, steady=steady)
 
     carry0 = _LeanCarry(
         mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1), jnp.asarray(False)
@@ -412,14 +408,17 @@ def log_likelihood(
 
         def full_chunk(collapsing):
             def run(carry, ops):
-                carry = jax.lax.scan(lambda c, x: (full(c, x, collapsing), None), carry, chunk_xs)[0]
+                carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
+                if collapsing:  # fold delta in once the chunk's data identify it
+                    mean, cov, valid = _collapse_carry(carry.mean, carry.cov, carry.info_sum)
+                    carry = carry._replace(mean=mean, cov=cov, collapsed=valid)
                 # the steady-state operators are recomputed when a full chunk ends converged
                 return carry, jax.lax.cond(carry.steady, lambda: steady_state_of(carry.cov), lambda: ops)
 
             return run
 
-        # 0: steady and fully observed -> mean-only; 1: full updates; 2: full updates that also
-        # try to fold the diffuse vector in (only until that has happened).
+        # 0: steady and fully observed -> mean-only; 1: full updates; 2: full updates, then an
+        # attempt to fold the diffuse vector in (only until that has happened).
         branch = jnp.where(carry.steady & jnp.all(chunk_xs[2]), 0, jnp.where(carry.collapsed, 1, 2))
         return jax.lax.switch(branch, [fast, full_chunk(False), full_chunk(True)], carry, ops), None
 
