@@ -93,11 +93,13 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
 
     # ------------------------------------------------------------------ data
     def _to_panel(self, y, X=None):
-        panel, meta = to_panel(y, X, time_unit=self.time_unit)
-        return panel, meta
+        return to_panel(y, X, time_unit=self.time_unit)
 
     def _series(self, y, X=None) -> tuple[mle.SeriesData, PanelMeta]:
-        panel, meta = self._to_panel(y, X)
+        return self._single(*self._to_panel(y, X))
+
+    def _single(self, panel, meta: PanelMeta) -> tuple[mle.SeriesData, PanelMeta]:
+        """The one series of a converted ``panel`` (a DataError if it holds a panel of series)."""
         if self._wants_panel(meta):
             raise DataError(
                 f"this {type(self).__name__} was fitted on one series, but the data hold {len(meta.series_ids)} series "
@@ -151,7 +153,7 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         if self._wants_panel(meta):
             return self._fit_panel(panel, meta)
         self.panel_ = False
-        data, meta = self._series(y, X)
+        data, meta = self._single(panel, meta)
         model = self._model_for(data, meta)
         with float64():
             result = mle.fit(
