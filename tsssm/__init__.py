@@ -12,7 +12,7 @@ The classical family computes in float64 without touching JAX's global settings
 (see :mod:`tsssm._config`).
 """
 
-from tsssm import datasets
+from tsssm import anomaly, datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
     ARIMA,
@@ -41,6 +41,7 @@ __all__ = [
     "NotFittedError",
     "NumericalError",
     "UnobservedComponents",
+    "anomaly",
     "components",
     "datasets",
     "fit_many",

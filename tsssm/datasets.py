@@ -6,7 +6,9 @@ Each dataset folder carries a ``SOURCE.txt`` with its provenance. Nothing is dow
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 
@@ -25,6 +27,59 @@ def load_nile() -> pd.Series:
     raw = pd.read_csv(data_dir() / "nile" / "nile.csv")
     index = pd.DatetimeIndex(pd.to_datetime(raw["year"].astype(str), format="%Y"), freq="YS-JAN", name="year")
     return pd.Series(raw["volume"].to_numpy(dtype=float), index=index, name="volume")
+
+
+class LabelledBeats(NamedTuple):
+    """Heartbeats of equal length with binary labels.
+
+    Attributes
+    ----------
+    beats : np.ndarray
+        float64 (n_beats, n_samples), one beat per row.
+    labels : np.ndarray
+        int (n_beats,): 0 normal, 1 abnormal.
+    """
+
+    beats: np.ndarray
+    labels: np.ndarray
+
+    def to_long(self) -> pd.DataFrame:
+        """The beats as a long frame (``unique_id`` = beat number, ``ds`` = sample index, ``y``)."""
+        n_beats, n_samples = self.beats.shape
+        return pd.DataFrame(
+            {
+                "unique_id": np.repeat(np.arange(n_beats), n_samples),
+                "ds": np.tile(np.arange(n_samples), n_beats),
+                "y": self.beats.reshape(-1),
+            }
+        )
+
+
+class ECG5000(NamedTuple):
+    """The ECG5000 beats in the standard UCR split: ``train`` (500 beats) and ``test`` (4500)."""
+
+    train: LabelledBeats
+    test: LabelledBeats
+
+
+def load_ecg5000() -> ECG5000:
+    """ECG5000 heartbeats (UCR archive; record chf07 of PhysioNet's BIDMC CHF database).
+
+    5000 beats of 140 samples, each z-normalised; label 0 is the normal class (UCR class 1),
+    1 any abnormal class (2-5). The standard split is the UCR one: the first 500 beats are the
+    training set (292 normal), the other 4500 the test set (2627 normal, 1873 abnormal). The
+    usual anomaly-detection protocol trains on the normal training beats only and scores every
+    test beat. Provenance: ``describe("ecg5000")``.
+
+    Returns
+    -------
+    ECG5000
+        ``train`` and ``test`` :class:`LabelledBeats`.
+    """
+    folder = data_dir() / "ecg5000"
+    beats = np.load(folder / "ecg5000_all_signals_float32.npy", allow_pickle=False).astype(np.float64)
+    labels = np.load(folder / "ecg5000_all_labels_binary.npy", allow_pickle=False).astype(np.int64)
+    return ECG5000(LabelledBeats(beats[:500], labels[:500]), LabelledBeats(beats[500:], labels[500:]))
 
 
 def describe(name: str) -> str:

@@ -1,0 +1,176 @@
+r"""Anomaly scores, thresholds and detection metrics, shared by every model family.
+
+One convention everywhere: **a higher score is more anomalous**. Every estimator's
+``score_samples`` returns per-time scores :math:`s_t = -\log p(y_t \mid y_{<t})` (the negative
+log predictive density); :func:`series_scores` turns them into one score per series (e.g. one
+heartbeat per series); thresholds come from an expected contamination rate
+(:func:`threshold_from_contamination`) or from scores of data known to be normal
+(:func:`threshold_from_normal`).
+
+Metrics (:func:`detection_report`): AUROC and AUPRC (threshold-free), the best F1 over all
+thresholds computed point-wise (**no point adjustment**: point-adjusted F1, which counts a whole
+labelled segment as found once any point in it is flagged, inflates results and is not
+reported here), and :func:`peak_in_window`, the fraction of single-anomaly series whose highest
+score falls inside the labelled window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+from tsssm.errors import DataError
+
+SERIES_AGGREGATIONS = ("mean", "max", "top")
+
+
+def series_scores(scores, *, how: str = "mean", top_fraction: float = 0.1):
+    """One score per series from per-time scores (NaN entries, e.g. a diffuse burn-in, ignored).
+
+    Parameters
+    ----------
+    scores : array (B, T) or pd.DataFrame
+        Per-time scores of B series (NaN where there is none), or a long frame with columns
+        ``unique_id`` and ``score`` (what a panel's ``score_samples`` returns).
+    how : {"mean", "max", "top"}
+        Average, maximum, or average of the ``top_fraction`` largest scores of each series (a
+        short abnormal stretch inside a long normal series stands out in "top" and "max").
+    top_fraction : float
+        Fraction of the time steps that "top" averages (at least one step).
+
+    Returns
+    -------
+    np.ndarray (B,) for an array; pd.Series indexed by ``unique_id`` for a frame.
+    """
+    if how not in SERIES_AGGREGATIONS:
+        raise DataError(f"how={how!r} is not a series aggregation; use one of {list(SERIES_AGGREGATIONS)}")
+    if not 0.0 < top_fraction <= 1.0:
+        raise DataError(f"top_fraction must lie in (0, 1], got {top_fraction!r}")
+    if isinstance(scores, pd.DataFrame):
+        missing = [c for c in ("unique_id", "score") if c not in scores.columns]
+        if missing:
+            raise DataError(f"a frame of scores needs the columns {missing}; pass a panel's score_samples() output")
+        return scores.groupby("unique_id", sort=False)["score"].agg(
+            lambda s: _aggregate(s.to_numpy(dtype=float)[None], how, top_fraction)[0]
+        )
+    array = np.asarray(scores, dtype=float)
+    if array.ndim != 2:
+        raise DataError(f"scores must be an array (series, time) or a long frame, got shape {array.shape}")
+    return _aggregate(array, how, top_fraction)
+
+
+def _aggregate(array: np.ndarray, how: str, top_fraction: float) -> np.ndarray:
+    empty = np.all(np.isnan(array), axis=1)
+    if np.any(empty):
+        raise DataError(f"series {np.flatnonzero(empty)[:10].tolist()} have no score at any time step")
+    if how == "mean":
+        return np.nanmean(array, axis=1)
+    if how == "max":
+        return np.nanmax(array, axis=1)
+    ordered = -np.sort(-np.where(np.isnan(array), -np.inf, array), axis=1)  # descending, NaN last
+    counts = np.sum(~np.isnan(array), axis=1)
+    keep = np.maximum(1, np.floor(top_fraction * counts).astype(int))
+    ranks = np.arange(array.shape[1])[None, :]
+    return np.sum(np.where(ranks < keep[:, None], ordered, 0.0), axis=1) / keep
+
+
+def threshold_from_contamination(scores, contamination: float) -> float:
+    """Threshold that flags a fraction ``contamination`` of ``scores`` (their upper quantile)."""
+    if not 0.0 < contamination < 0.5:
+        raise DataError(f"contamination must lie in (0, 0.5), got {contamination!r}")
+    return float(np.quantile(_finite(scores, "scores"), 1.0 - contamination))
+
+
+def threshold_from_normal(normal_scores, quantile: float = 0.99) -> float:
+    """Threshold at a ``quantile`` of the scores of data known to be normal (e.g. a training set)."""
+    if not 0.5 <= quantile < 1.0:
+        raise DataError(f"quantile must lie in [0.5, 1), got {quantile!r}")
+    return float(np.quantile(_finite(normal_scores, "normal_scores"), quantile))
+
+
+def auroc(labels, scores) -> float:
+    """Area under the ROC curve (1 = abnormal ranked above every normal; 0.5 = chance)."""
+    labels, scores = _checked(labels, scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def auprc(labels, scores) -> float:
+    """Area under the precision-recall curve (average precision); chance level = share of positives."""
+    labels, scores = _checked(labels, scores)
+    return float(average_precision_score(labels, scores))
+
+
+def best_f1(labels, scores) -> tuple[float, float]:
+    """Best point-wise F1 over all thresholds, and the threshold reaching it (flag: score >= threshold)."""
+    labels, scores = _checked(labels, scores)
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
+    return float(f1[best]), float(thresholds[best])
+
+
+def peak_in_window(scores, windows, *, margin: int = 0) -> float:
+    """Fraction of series whose highest score lies inside their labelled anomaly window.
+
+    Parameters
+    ----------
+    scores : array (B, T) or sequence of 1-D arrays
+        Per-time scores of each series (NaN ignored).
+    windows : array (B, 2)
+        ``[start, stop)`` time indexes of the one labelled anomaly of each series.
+    margin : int
+        Steps of tolerance on both sides of the window.
+    """
+    rows = [np.asarray(s, dtype=float) for s in scores]
+    windows = np.asarray(windows, dtype=int)
+    if windows.shape != (len(rows), 2):
+        raise DataError(f"windows must have shape ({len(rows)}, 2) (start, stop per series), got {windows.shape}")
+    if np.any(windows[:, 1] <= windows[:, 0]):
+        raise DataError("every window needs stop > start")
+    hits = []
+    for row, (start, stop) in zip(rows, windows):
+        if np.all(np.isnan(row)):
+            raise DataError("a series has no score at any time step")
+        peak = int(np.nanargmax(row))
+        hits.append(start - margin <= peak < stop + margin)
+    return float(np.mean(hits))
+
+
+def detection_report(labels, scores) -> dict:
+    """AUROC, AUPRC, best F1 (with its threshold) and counts, as a dict."""
+    labels, scores = _checked(labels, scores)
+    f1, threshold = best_f1(labels, scores)
+    return {
+        "auroc": auroc(labels, scores),
+        "auprc": auprc(labels, scores),
+        "best_f1": f1,
+        "best_f1_threshold": threshold,
+        "n": int(labels.size),
+        "positives": int(labels.sum()),
+    }
+
+
+def _finite(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float).reshape(-1)
+    if array.size == 0:
+        raise DataError(f"{name} is empty")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise DataError(
+            f"{name} holds {bad.size} non-finite values (first at positions {bad[:5].tolist()}); drop them or "
+            "aggregate per series with series_scores, which ignores NaN"
+        )
+    return array
+
+
+def _checked(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    scores = _finite(scores, "scores")
+    labels = np.asarray(labels).reshape(-1)
+    if labels.shape != scores.shape:
+        raise DataError(f"labels ({labels.size}) and scores ({scores.size}) differ in length")
+    if not np.isin(labels, (0, 1)).all():
+        raise DataError("labels must be 0 (normal) or 1 (anomalous)")
+    if labels.min() == labels.max():
+        raise DataError("labels hold only one class; the metrics need both normal (0) and anomalous (1) examples")
+    return labels.astype(int), scores
