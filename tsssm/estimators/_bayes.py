@@ -80,16 +80,22 @@ class BayesMixin:
 
     # ------------------------------------------------------------------ draws
     def _draw_params(self, max_draws: int = bayes.MAX_DRAWS) -> dict:
-        """Up to ``max_draws`` posterior draws, stacked (fixed parameters broadcast), as JAX arrays."""
+        """Up to ``max_draws`` posterior draws, stacked (fixed parameters broadcast), as NumPy arrays
+        (turn them into JAX arrays inside :func:`tsssm._config.float64`)."""
         chains, num = next(iter(self.posterior_.values())).shape[:2]
         layout = mle.ParamLayout.build(self.model_.param_specs(), self.fixed_params)
         take = bayes.thinned_indexes(chains, num, max_draws)
         flat = bayes.flat_draws(self.posterior_, {k: np.asarray(v) for k, v in layout.fixed_values.items()}, take)
-        return {k: jnp.asarray(v) for k, v in flat.items()}
+        return flat
+
+    @staticmethod
+    def _jax_params(params: dict) -> dict:
+        return {k: jnp.asarray(v) for k, v in params.items()}
 
     def _over_draws(self, fn, data, *batched, **static):
         with float64():
-            out = bayes.over_draws(fn, self.model_, self._draw_params(), self._jax(data), *batched, **static)
+            params = self._jax_params(self._draw_params())
+            out = bayes.over_draws(fn, self.model_, params, self._jax(data), *batched, **static)
             return jax.tree_util.tree_map(np.asarray, out)
 
     @staticmethod
@@ -113,7 +119,8 @@ class BayesMixin:
             keys = jax.random.split(jax.random.key(seed), K)
             with float64():
                 draws = bayes.over_draws(
-                    posterior.observation_draws, self.model_, params, self._jax(extended), keys, num_draws=per_draw
+                    posterior.observation_draws, self.model_, self._jax_params(params), self._jax(extended), keys,
+                    num_draws=per_draw,
                 )
                 draws = np.asarray(draws)[:, :, rows]  # (K, per_draw, h, D)
             # interleave so that any leading subset of the samples mixes all posterior draws
@@ -210,7 +217,9 @@ class BayesMixin:
         keys = jax.random.split(jax.random.key(int(np.random.default_rng(self.random_state).integers(2**31))), K)
         with float64():
             replicated = np.asarray(
-                bayes.over_draws(posterior.observation_draws, self.model_, params, self._jax(data), keys, num_draws=1)
+                bayes.over_draws(
+                    posterior.observation_draws, self.model_, self._jax_params(params), self._jax(data), keys, num_draws=1
+                )
             )[:, 0][:, observed]
         if D == 1:
             values, replicated = values[:, 0], replicated[..., 0]
