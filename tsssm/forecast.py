@@ -42,6 +42,11 @@ class Forecast:
     std : ndarray (B, h, D), optional
         Predictive standard deviations of Gaussian marginals. Without it, quantiles come from
         the draws.
+    mixture : tuple of ndarray, optional
+        ``(means, stds)``, each ``(K, B, h, D)``: every marginal is an equal-weight mixture of K
+        Gaussians (e.g. one per posterior draw of a Bayesian fit). ``mean`` and ``std`` are then
+        the mixture's moments (law of total variance) and quantiles solve the mixture's CDF
+        exactly (:func:`mixture_quantile`); ``mean``/``std`` arguments are ignored.
     sampler : callable, optional
         ``sampler(num_samples, seed) -> ndarray (num_samples, B, h, D)``: joint draws (across
         time and columns), made on first access of :attr:`samples`.
@@ -60,12 +65,19 @@ class Forecast:
         *,
         sampler: Callable | None = None,
         samples=None,
+        mixture=None,
         num_samples: int = 1000,
         levels: Sequence[float] = (0.8, 0.95),
         random_state=None,
     ):
         self._meta = meta
         self._indexes = tuple(indexes)
+        self._mixture = None
+        if mixture is not None:
+            means, stds = (np.asarray(a, float) for a in mixture)
+            self._mixture = (means, stds)
+            mean = np.mean(means, axis=0)
+            std = np.sqrt(np.maximum(np.mean(stds**2 + means**2, axis=0) - mean**2, 0.0))
         self._mean = np.asarray(mean, float)
         self._std = None if std is None else np.asarray(std, float)
         self._sampler = sampler
@@ -109,6 +121,8 @@ class Forecast:
 
     def _quantile_array(self, q: float) -> np.ndarray:
         q = _check_quantile(q)
+        if self._mixture is not None:
+            return mixture_quantile(*self._mixture, q)
         if self._std is not None:
             return self._mean + scipy.stats.norm.ppf(q) * self._std
         draws = self.samples if self._samples.shape[1] > 1 else self._samples
@@ -180,8 +194,24 @@ class Forecast:
 
     def __repr__(self):
         B, h, D = self._mean.shape
-        kind = "Gaussian" if self._std is not None else "sampled"
+        kind = "Gaussian mixture" if self._mixture is not None else "Gaussian" if self._std is not None else "sampled"
         return f"Forecast({kind}, series={B}, steps={h}, columns={list(self._meta.columns)})"
+
+
+def mixture_quantile(means, stds, q: float, iterations: int = 64) -> np.ndarray:
+    """The ``q``-quantile of equal-weight Gaussian mixtures (components on axis 0), by bisection.
+
+    The quantile lies between the smallest and the largest component quantile; 64 halvings of
+    that bracket reach round-off. NaN components (e.g. a diffuse burn-in step) give NaN.
+    """
+    means, stds = np.asarray(means, float), np.maximum(np.asarray(stds, float), 1e-300)
+    z = scipy.stats.norm.ppf(q)
+    low, high = np.min(means + z * stds, axis=0), np.max(means + z * stds, axis=0)
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        below = np.mean(scipy.stats.norm.cdf((mid - means) / stds), axis=0) < q
+        low, high = np.where(below, mid, low), np.where(below, high, mid)
+    return 0.5 * (low + high)
 
 
 def _combine_bounds(lower: pd.DataFrame, upper: pd.DataFrame, columns) -> pd.DataFrame:

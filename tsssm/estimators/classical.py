@@ -33,6 +33,7 @@ import scipy.stats
 from tsssm._config import float64
 from tsssm.data import PanelMeta, future_inputs, future_times, to_panel
 from tsssm.errors import DataError
+from tsssm.estimators._bayes import BayesMixin
 from tsssm.estimators._panel import PanelMixin, _num_diffuse
 from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
 from tsssm.forecast import Forecast
@@ -42,13 +43,16 @@ from tsssm.models.components import Autoregressive, Cycle, Level, Seasonal, Tren
 from tsssm.models.lgssm import LinearGaussianModel, StructuralModel
 
 
-class StateSpaceEstimator(PanelMixin, BaseForecaster):
+class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
     """Common behaviour of the classical estimators; subclasses only say which model to build.
 
     Parameters (shared by every subclass)
     -------------------------------------
-    method : {"mle"}
-        Estimation method (maximum likelihood).
+    method : {"mle", "nuts"}
+        Estimation method: exact diffuse maximum likelihood, or the Bayesian posterior by
+        numpyro's NUTS (one series only; see ``docs/bayesian.md``). A NUTS fit answers
+        ``forecast``, ``predict``, ``smooth``, ``score_samples`` and ``sample`` by integrating over
+        up to 200 thinned posterior draws, and offers ``to_arviz()``.
     fixed_params : dict, optional
         Parameters held at given values, e.g. ``{"sigma2_level": 0.0}``. With every parameter
         fixed, ``fit`` only runs the filter.
@@ -64,7 +68,14 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         median gap, an irregular numeric index 1.0; pass it explicitly to fix the meaning of
         the parameters.
     random_state : int, optional
-        Seed of the draws made by ``forecast(...).samples`` and ``sample``.
+        Seed of the draws made by ``forecast(...).samples`` and ``sample`` (and of NUTS).
+    num_samples, num_warmup, num_chains : int
+        NUTS draws kept per chain, warm-up (adaptation) iterations per chain, and chains
+        (``method="nuts"`` only). Chains run in parallel when JAX sees a device per chain
+        (``numpyro.set_host_device_count``), else vectorized.
+    priors : dict, optional
+        ``{name: numpyro distribution}`` replacing default priors (``method="nuts"`` only); see
+        :mod:`tsssm.inference.bayes` for the defaults and conventions.
 
     Fitted attributes
     -----------------
@@ -76,16 +87,31 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
     nobs_ : int
         Number of observed values.
     converged_ : bool
+        MLE: the optimiser converged; NUTS: no divergent transition and every split R-hat < 1.05.
     model_ : the state-space model (``tsssm.models``).
+    posterior_ : dict of name -> ndarray (chains, draws, ...)
+        NUTS fits: constrained posterior draws of the free parameters (``params_`` holds their
+        means, and ``log_likelihood_``/``aic_``/``bic_`` are evaluated there).
+    sample_stats_ : dict of name -> ndarray (chains, draws)
+        NUTS fits: ``diverging``, ``energy``, ``lp``, ``n_steps``, ``acceptance_rate``, ``step_size``.
+    num_divergences_ : int
+        NUTS fits: number of divergent transitions after warm-up.
     """
 
-    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+    def __init__(
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
+        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+    ):
         self.method = method
         self.fixed_params = fixed_params
         self.start_params = start_params
         self.maxiter = maxiter
         self.time_unit = time_unit
         self.random_state = random_state
+        self.num_samples = num_samples
+        self.num_warmup = num_warmup
+        self.num_chains = num_chains
+        self.priors = priors
 
     @abc.abstractmethod
     def _build_model(self, num_columns: int, exog: tuple[str, ...]):
@@ -147,14 +173,22 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
     # ------------------------------------------------------------------ fit
     def fit(self, y, X=None):
         """Estimate the parameters from ``y`` (and exogenous ``X``); returns ``self``."""
-        if self.method != "mle":
-            raise DataError(f"method={self.method!r} is not available for {type(self).__name__}; use method='mle'")
+        self._check_method()
+        self._clear_posterior()
         panel, meta = self._to_panel(y, X)
         if self._wants_panel(meta):
+            if self.method == "nuts":
+                raise DataError(
+                    f"method='nuts' fits one series; the data hold {len(meta.series_ids)} series (a panel). Fit each "
+                    "series on its own (df[df.unique_id == id]) or use method='mle' for the panel"
+                )
             return self._fit_panel(panel, meta)
         self.panel_ = False
         data, meta = self._single(panel, meta)
         model = self._model_for(data, meta)
+        if self.method == "nuts":
+            self._fit_nuts(model, meta, data)
+            return self
         with float64():
             result = mle.fit(
                 model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params, maxiter=self.maxiter
@@ -231,12 +265,16 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         forecasts at grid points only.
 
         Returns a :class:`tsssm.Forecast` with exact Gaussian marginals and joint draws
-        (made on first access of ``.samples``).
+        (made on first access of ``.samples``). After ``method="nuts"`` the marginals are
+        mixtures over up to 200 posterior draws (parameter uncertainty included) and the
+        draws cycle through those posterior draws.
         """
         self._check_fitted()
         if self._is_panel():
             return self._forecast_panel(horizon, times, X, levels, num_samples)
         extended, indexes, rows = self._extended(horizon, times, X)
+        if self._is_bayes():
+            return self._bayes_forecast(extended, indexes, rows, levels, num_samples)
         with float64():
             pred = posterior.predictions(self.model_, self.params_, self._jax(extended))
             mean = np.asarray(pred.mean)[rows]
@@ -265,13 +303,16 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
             fc._seed = int(np.random.default_rng(random_state).integers(2**31))
         return fc.samples
 
+    def _data_or_fitted(self, y=None, X=None):
+        if y is None:
+            return self.data_, self.meta_
+        data, meta = self._series(y, X)
+        self._check_same_layout(meta)
+        return data, meta
+
     def _predictions(self, y=None, X=None):
         self._check_fitted()
-        if y is None:
-            data, meta = self.data_, self.meta_
-        else:
-            data, meta = self._series(y, X)
-            self._check_same_layout(meta)
+        data, meta = self._data_or_fitted(y, X)
         with float64():
             pred = posterior.predictions(self.model_, self.params_, self._jax(data))
             pred = posterior.Predictions(*(np.asarray(a) for a in pred))
@@ -286,6 +327,9 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         self._check_fitted()
         if self._is_panel():
             return self._predict_panel(y, X, levels)
+        if self._is_bayes():
+            data, meta = self._data_or_fitted(y, X)
+            return self._bayes_predict(data, meta, levels)
         pred, _, meta = self._predictions(y, X)
         std = np.sqrt(np.clip(np.diagonal(pred.cov, axis1=1, axis2=2), 0.0, None))
         mean = np.where(pred.valid[:, None], pred.mean, np.nan)
@@ -296,11 +340,16 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         """Per-time negative log predictive density (higher = more anomalous).
 
         One value per time step: :math:`-\\log p(y_t \\mid y_{<t})` over the observed entries of
-        :math:`y_t` (0 where nothing is observed; NaN during the diffuse burn-in).
+        :math:`y_t` (0 where nothing is observed; NaN during the diffuse burn-in). After
+        ``method="nuts"``, :math:`-\\log` of the predictive density averaged over up to 200
+        posterior draws.
         """
         self._check_fitted()
         if self._is_panel():
             return self._score_samples_panel(y, X)
+        if self._is_bayes():
+            data, meta = self._data_or_fitted(y, X)
+            return pd.Series(self._bayes_score_samples(data), index=meta.indexes[0], name="score")
         pred, _, meta = self._predictions(y, X)
         return pd.Series(-pred.log_density, index=meta.indexes[0], name="score")
 
@@ -319,20 +368,24 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
     def smooth(self, *, return_std=False):
         """Smoothed states: DataFrame (time x state) of posterior means given all the data.
 
-        With ``return_std=True`` also the posterior standard deviations.
+        With ``return_std=True`` also the posterior standard deviations. After
+        ``method="nuts"``, the mixture over up to 200 posterior draws (mean and total std).
         """
         self._check_fitted()
         if self._is_panel():
             return self._smooth_panel(return_std)
-        with float64():
-            moments = posterior.smoothed_states(self.model_, self.params_, self._jax(self.data_))
-            mean, cov = np.asarray(moments.mean), np.asarray(moments.cov)
+        if self._is_bayes():
+            mean, std = self._bayes_smooth()
+        else:
+            with float64():
+                moments = posterior.smoothed_states(self.model_, self.params_, self._jax(self.data_))
+                mean, cov = np.asarray(moments.mean), np.asarray(moments.cov)
+            std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
         names = list(self.model_.state_names())
         index = self.meta_.indexes[0]
         mean_df = pd.DataFrame(mean, index=index, columns=names)
         if not return_std:
             return mean_df
-        std = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
         return mean_df, pd.DataFrame(std, index=index, columns=names)
 
     # ------------------------------------------------------------------ reporting
@@ -352,8 +405,14 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         return pd.Series(se, index=labels, name="std_error")
 
     def summary(self) -> pd.DataFrame:
-        """Parameter table: estimate, standard error, z, p-value and 95% confidence bounds."""
+        """Parameter table: estimate, standard error, z, p-value and 95% confidence bounds.
+
+        After ``method="nuts"``: ``arviz.summary`` of the posterior (mean, sd, 94% HDI, MCSE,
+        bulk and tail ESS, R-hat).
+        """
         self._check_fitted()
+        if self._is_bayes():
+            return self._bayes_summary()
         labels, estimate, se = self._standard_errors()
         z = estimate / se
         table = pd.DataFrame(
@@ -391,6 +450,9 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
             "log_likelihood": self.log_likelihood_,
             "converged": self.converged_,
         }
+        if self._is_bayes():
+            document |= {"method": "nuts", "chain_method": self.chain_method_}
+            arrays |= self._bayes_arrays()
         return document, arrays
 
     def _restore(self, document, arrays):
@@ -399,7 +461,8 @@ class StateSpaceEstimator(PanelMixin, BaseForecaster):
         data, meta = self._series(y, X)
         model = self._model_for(data, meta)
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
-        self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
+        if not self._restore_bayes(document, arrays, model, meta, data):
+            self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
 
 
 def _continuous_time(model) -> bool:
@@ -491,6 +554,10 @@ class UnobservedComponents(StateSpaceEstimator):
         maxiter=1000,
         time_unit=None,
         random_state=None,
+        num_samples=1000,
+        num_warmup=1000,
+        num_chains=4,
+        priors=None,
     ):
         self.level = level
         self.seasonal = seasonal
@@ -502,7 +569,7 @@ class UnobservedComponents(StateSpaceEstimator):
         self.components = components
         super().__init__(
             method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state,
+            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
         )
 
     def _structure(self) -> StructuralModel:
@@ -539,10 +606,14 @@ class LocalLevel(UnobservedComponents):
     Options as :class:`StateSpaceEstimator`.
     """
 
-    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+    def __init__(
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
+        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+    ):
         super().__init__(
             "local level", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
-            time_unit=time_unit, random_state=random_state,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
 
@@ -558,10 +629,14 @@ class LocalLinearTrend(UnobservedComponents):
     Options as :class:`StateSpaceEstimator`.
     """
 
-    def __init__(self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None):
+    def __init__(
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
+        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+    ):
         super().__init__(
             "local linear trend", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
-            time_unit=time_unit, random_state=random_state,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
 
@@ -581,12 +656,12 @@ class LinearGaussianSSM(StateSpaceEstimator):
 
     def __init__(
         self, state_dim=1, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None,
-        random_state=None,
+        random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
     ):
         self.state_dim = state_dim
         super().__init__(
             method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state,
+            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):
@@ -636,13 +711,17 @@ class ARIMA(StateSpaceEstimator):
         maxiter=1000,
         time_unit=None,
         random_state=None,
+        num_samples=1000,
+        num_warmup=1000,
+        num_chains=4,
+        priors=None,
     ):
         self.order = order
         self.seasonal_order = seasonal_order
         self.trend = trend
         super().__init__(
             method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state,
+            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):

@@ -114,6 +114,10 @@ class DynamicFactor(StateSpaceEstimator):
         maxiter=1000,
         time_unit=None,
         random_state=None,
+        num_samples=1000,
+        num_warmup=1000,
+        num_chains=4,
+        priors=None,
     ):
         self.k_factors = k_factors
         self.factor_order = factor_order
@@ -122,7 +126,7 @@ class DynamicFactor(StateSpaceEstimator):
         self.standardize = standardize
         super().__init__(
             method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state,
+            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
         )
 
     # ------------------------------------------------------------------ data
@@ -193,21 +197,36 @@ class DynamicFactor(StateSpaceEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, y, X=None):
-        """Estimate the parameters by exact maximum likelihood; returns ``self``."""
-        if self.method != "mle":
-            raise DataError(f"method={self.method!r} is not available for DynamicFactor; use method='mle'")
+        """Estimate the parameters (exact maximum likelihood, or NUTS with ``method="nuts"``); returns ``self``.
+
+        With ``method="nuts"`` the default priors are scaled to the standardised data (unit
+        variance) when ``standardize=True``.
+        """
+        self._check_method()
+        self._clear_posterior()
         for name in ("frequencies_",):
             self.__dict__.pop(name, None)
         data, meta, layout = self._prepare(y, X)
         model = self._model_for(data, meta, layout)
-        with float64():
-            result = mle.fit(
-                model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params, maxiter=self.maxiter
-            )
+        if self.method == "nuts":
+            self._fit_nuts(model, meta, data)
+        else:
+            with float64():
+                result = mle.fit(
+                    model, self._jax(data), fixed_params=self.fixed_params, start_params=self.start_params,
+                    maxiter=self.maxiter,
+                )
+            self._set_fitted(model, meta, data, result.params, result.log_likelihood, result.converged)
         self.frequencies_ = layout
-        self._set_fitted(model, meta, data, result.params, result.log_likelihood, result.converged)
         self.standardization_ = pd.DataFrame({"mean": model.mean, "std": model.scale}, index=list(meta.columns))
         return self
+
+    def _prior_scales(self, model, data):
+        if not self.standardize:
+            return super()._prior_scales(model, data)
+        from tsssm.inference.bayes import PriorScales
+
+        return PriorScales(1.0, 1.0)
 
     # ------------------------------------------------------------------ outputs
     def smooth_observations(self, *, return_std=False):
@@ -308,5 +327,6 @@ class DynamicFactor(StateSpaceEstimator):
         self.frequencies_ = layout
         model = self._model_for(data, meta, layout)
         params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
-        self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
+        if not self._restore_bayes(document, arrays, model, meta, data):
+            self._set_fitted(model, meta, data, params, document["log_likelihood"], document["converged"])
         self.standardization_ = pd.DataFrame({"mean": model.mean, "std": model.scale}, index=list(meta.columns))
