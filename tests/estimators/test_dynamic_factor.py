@@ -217,3 +217,20 @@ def test_other_bad_inputs_raise_data_error(panel):
     late = pd.concat([panel[1], pd.Series([1.0], index=[pd.Timestamp("2020-01-01")])])
     with pytest.raises(tsssm.DataError, match="after the last row"):
         tsssm.DynamicFactor().fit(dict(panel[0], gdp=late))
+
+
+@pytest.mark.slow
+def test_nuts_fit_on_mixed_frequency_panel(panel):
+    """The Bayesian fit takes the same mixed-frequency data as the MLE: its posterior mean of the
+    log-likelihood sits below the MLE optimum, draws are finite and the nowcast carries them."""
+    monthly, gdp = panel
+    data = dict(monthly, gdp=gdp)
+    mle_fit = tsssm.DynamicFactor().fit(data)
+    bayes = tsssm.DynamicFactor(method="nuts", num_samples=150, num_warmup=150, num_chains=1, random_state=0).fit(data)
+    assert all(np.all(np.isfinite(d)) for d in bayes.posterior_.values())
+    assert bayes.log_likelihood_ <= mle_fit.log_likelihood_ + 1e-6
+    # the loading of the first monthly column is identified up to sign: compare magnitudes
+    name = next(k for k in bayes.posterior_ if "loading" in k)
+    np.testing.assert_allclose(np.abs(bayes.params_[name]), np.abs(mle_fit.params_[name]), rtol=0.3, atol=0.1)
+    fc = bayes.forecast(3)
+    assert np.all(np.isfinite(fc.mean.to_numpy())) and np.all(fc.std.to_numpy() > 0)
