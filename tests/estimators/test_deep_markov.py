@@ -133,7 +133,7 @@ def test_single_series_bernoulli_and_errors():
     fc = model.forecast(4, num_samples=30)
     assert set(np.unique(fc.samples)) <= {0.0, 1.0} and fc.samples.shape == (30, 4, 2)
     assert np.all((fc.mean.to_numpy() > 0) & (fc.mean.to_numpy() < 1))
-    assert model.sample(5, 2, random_state=3).shape == (5, 2, 2)
+    assert model.sample(30, 4, random_state=3).shape == (30, 4, 2)  # shapes of the forecast: no new compilation
     with pytest.raises(DataError, match="columns"):
         model.score(binary[["k1"]])
     with pytest.raises(DataError, match="horizon"):

@@ -76,7 +76,8 @@ class DeepMarkovModel(BaseForecaster):
         Per epoch: train loss per step (negative annealed ELBO), validation negative ELBO per
         step, KL weight, seconds.
     elbo_ : float
-        ELBO per valid step of the training data at the end of training (beta = 1).
+        ELBO per valid step of the training series (validation series excluded) with the final
+        weights (beta = 1, one guide draw, standardised units).
     loc_, scale_ : ndarray (D,)
         Standardisation of the columns (0 and 1 for Bernoulli).
     time_scale_ : float
@@ -225,8 +226,7 @@ class DeepMarkovModel(BaseForecaster):
         self.train_seconds_ = result.train_seconds
         self.n_iter_ = result.num_updates
         self.stopped_ = result.stopped
-        elbo = svi.batch_elbo(self.network_, batch, jax.random.key(self._eval_seed(1)))
-        self.elbo_ = float(np.sum(np.asarray(elbo))) / max(int(batch.valid.sum()), 1)
+        self.elbo_ = result.train_elbo
         return self
 
     def _template(self, obs_dim: int, key) -> DeepMarkovNetwork:

@@ -145,6 +145,45 @@ def _svi_guide(batch, beta):
     """Empty numpyro guide: the structured guide's sampling happens inside the model's factor."""
 
 
+_COMPILED: dict = {}
+
+
+def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch: SequenceBatch):
+    """numpyro SVI object, compiled update and evaluation for one network structure and batch shape.
+
+    Cached at module level (a few entries): refitting a network of the same structure on batches
+    of the same shape (``clone(model).fit``, cross-validation) compiles nothing. The cached SVI
+    model closes over the first network's weights only as unused ``numpyro.param`` defaults;
+    each fit starts from its own weights through ``svi.init(..., init_params=...)``.
+    """
+    shapes = tuple((a.shape, str(a.dtype)) for a in batch) + tuple((x.shape, str(x.dtype)) for x in leaves)
+    key = (treedef, static, learning_rate, clip_norm, shapes)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static)
+    optimizer = numpyro.optim.optax_to_numpyro(
+        optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
+    )
+    svi = SVI(model, _svi_guide, optimizer, Trace_ELBO())
+    names = _param_names(len(leaves))
+    state = svi.init(jax.random.key(0), batch, jnp.float32(1.0))
+    update = jax.jit(svi.update).lower(state, batch, jnp.float32(1.0)).compile()
+
+    def to_net(params):
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
+
+    def evaluate(params, batch, key):
+        value, steps = _objective(to_net(params), batch, key, 1.0)
+        return -value * steps, steps
+
+    params = svi.get_params(state)
+    evaluate = jax.jit(evaluate).lower(params, batch, jax.random.key(0)).compile()
+    if len(_COMPILED) >= 8:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (svi, update, evaluate, to_net)
+    return _COMPILED[key]
+
+
 class FitResult(NamedTuple):
     network: DeepMarkovNetwork
     history: list  # per epoch: dict(epoch, train, valid, seconds, beta)
@@ -153,6 +192,7 @@ class FitResult(NamedTuple):
     num_updates: int
     sequence_steps: int  # valid (series x time) steps processed by the updates
     stopped: str
+    train_elbo: float  # ELBO per valid step of the training series with the returned weights (one draw)
 
 
 def kl_schedule(epoch: int, anneal_epochs: int, start: float) -> float:
@@ -193,37 +233,21 @@ def fit(
     empty = SequenceBatch(*(np.zeros_like(a[:1]) for a in train))
     padded_train = SequenceBatch(*(np.concatenate([a, e]) for a, e in zip(train, empty)))
     leaves, treedef, static = _split_network(net)
-    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static)
-    optimizer = numpyro.optim.optax_to_numpyro(
-        optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
-    )
-    svi = SVI(model, _svi_guide, optimizer, Trace_ELBO())
-    key = jax.random.key(seed)
-    first = padded_train.take(np.arange(m))
-    state = svi.init(key, first, jnp.float32(1.0))
     names = _param_names(len(leaves))
-
-    def to_net(params):
-        return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
-
+    first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
-    update = jax.jit(svi.update).lower(state, first, jnp.float32(1.0)).compile()
-
-    @jax.jit
-    def evaluate(params, batch, key):
-        value, steps = _objective(to_net(params), batch, key, 1.0)
-        return -value * steps, steps
-
+    svi, update, evaluate, to_net = _compiled(leaves, treedef, static, float(learning_rate), float(clip_norm), first)
     compile_seconds = time.perf_counter() - t0
+    state = svi.init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
 
-    def loss_of(data: SequenceBatch, eval_key) -> float:
+    def loss_of(data: SequenceBatch, params, eval_key) -> float:
         total, count = 0.0, 0
         num = data.y.shape[0]
         padded = SequenceBatch(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in data))
         for start in range(0, num, m):
             idx = np.arange(start, start + m)
             idx = np.where(idx < num, idx, num)
-            value, steps = evaluate(svi.get_params(state), padded.take(idx), eval_key)
+            value, steps = evaluate(params, padded.take(idx), eval_key)
             total += float(value)
             count += int(steps)
         return total / max(count, 1)
@@ -253,7 +277,7 @@ def fit(
             )
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
         if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
-            record["valid"] = loss_of(valid, eval_key)
+            record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
             improved = not np.isfinite(best) or record["valid"] < best - 1e-6 * abs(best)
             if improved:
                 best, best_params, bad = record["valid"], jax.device_get(svi.get_params(state)), 0
@@ -270,9 +294,11 @@ def fit(
         if valid is not None and bad >= patience:
             stopped = "early_stopping"
             break
+    train_seconds = time.perf_counter() - t_start
     params = best_params if best_params is not None else svi.get_params(state)
+    train_elbo = -loss_of(train, params, eval_key)
     return FitResult(
-        to_net(params), history, compile_seconds, time.perf_counter() - t_start, num_updates, seq_steps, stopped
+        to_net(params), history, compile_seconds, train_seconds, num_updates, seq_steps, stopped, train_elbo
     )
 
 
