@@ -65,6 +65,9 @@ def main(argv=None):
     if args.paper:
         args.z_dim, args.transition_dim, args.emission_dim, args.rnn_dim = 100, 200, 100, 600
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    commit += " + uncommitted changes" if dirty else ""
     data = tsssm.datasets.load_jsb_chorales()
     train, valid, test = split(data, "train"), split(data, "valid"), split(data, "test")
     net = DeepMarkovNetwork(
@@ -90,7 +93,6 @@ def main(argv=None):
     epochs = len(result.history)
     best_valid = min((h["valid"] for h in result.history if h["valid"] is not None), default=float("nan"))
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print()
     print(f"Machine: {os.cpu_count()} CPU cores, {platform.platform()}, Python {platform.python_version()}; "
           f"load average at end {os.getloadavg()[0]:.2f}")

@@ -82,6 +82,9 @@ class DeepMarkovModel(BaseForecaster):
         Standardisation of the columns (0 and 1 for Bernoulli).
     time_scale_ : float
         The median time gap :math:`\bar\Delta` of the training data.
+    max_delta_ : float
+        The largest training gap in units of ``time_scale_`` (at least 1): forecasts cross longer
+        gaps in equal sub-steps no longer than this.
     compile_seconds_, train_seconds_ : float
     n_iter_ : int
         Number of SVI updates.
@@ -201,6 +204,7 @@ class DeepMarkovModel(BaseForecaster):
         gaps = gaps[gaps > 0]
         self.loc_, self.scale_ = loc, scale
         self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
+        self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
         self.meta_ = meta
         self._lengths = meta.lengths
         self.panel_data_ = panel
@@ -307,13 +311,22 @@ class DeepMarkovModel(BaseForecaster):
         future_t, indexes = future_times(meta, horizon, times=times)
         lengths = np.asarray(meta.lengths)
         last = np.asarray(panel.times, float)[np.arange(len(lengths)), lengths - 1]
-        gaps = np.diff(np.concatenate([last[:, None], future_t], axis=1), axis=1)
-        delta = jnp.asarray(gaps / self.time_scale_, jnp.float32)
+        gaps = np.diff(np.concatenate([last[:, None], future_t], axis=1), axis=1) / self.time_scale_
+        # gaps longer than any gap of the training data are crossed in equal sub-steps no longer
+        # than the largest training gap: the transition network is never asked to extrapolate in delta
+        substeps = np.maximum(np.ceil(gaps / self.max_delta_ - 1e-9), 1).astype(int)  # (B, h)
+        rows = np.cumsum(substeps, axis=1) - 1
+        delta = np.ones((len(lengths), int(substeps.sum(axis=1).max())))
+        for b in range(len(lengths)):
+            fine = np.repeat(gaps[b] / substeps[b], substeps[b])
+            delta[b, : len(fine)] = fine
         draws, means = svi.batch_rollout(
-            self.network_, jnp.asarray(res.z), jnp.asarray(res.log_weights), delta, jax.random.key(seed), int(num_samples)
+            self.network_, jnp.asarray(res.z), jnp.asarray(res.log_weights), jnp.asarray(delta, jnp.float32),
+            jax.random.key(seed), int(num_samples),
         )
-        draws = np.asarray(draws, float) * self.scale_ + self.loc_  # (B, n, h, D)
-        means = np.asarray(means, float) * self.scale_ + self.loc_
+        pick = np.arange(len(lengths))[:, None]
+        draws = np.asarray(draws, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_  # (B, n, h, D)
+        means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
 
     def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
@@ -348,6 +361,7 @@ class DeepMarkovModel(BaseForecaster):
             "hyperparameters": encode_params(self.get_params(deep=False)),
             "y": doc,
             "time_scale": self.time_scale_,
+            "max_delta": self.max_delta_,
             "elbo": self.elbo_,
             "history": self.history_.to_dict(orient="list"),
             "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_],
@@ -360,6 +374,7 @@ class DeepMarkovModel(BaseForecaster):
         self.meta_, self.panel_data_, self._lengths = meta, panel, meta.lengths
         self.loc_, self.scale_ = np.asarray(arrays["loc"], float), np.asarray(arrays["scale"], float)
         self.time_scale_ = float(document["time_scale"])
+        self.max_delta_ = float(document["max_delta"])
         names = sorted(k for k in arrays if k.startswith("param."))
         template = self._template(len(meta.columns), jax.random.key(0))
         self._set_network(svi.network_from_leaves(template, [arrays[k] for k in names]))

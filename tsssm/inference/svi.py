@@ -224,7 +224,8 @@ def fit(
     Minibatches hold a fixed number of series (``min(batch_size, N)``); the last one of an epoch is
     padded with empty (all-invalid) series, so the update compiles once. With ``valid`` the
     negative ELBO per step of the validation series is computed every ``eval_every`` epochs, the
-    best weights are kept and training stops after ``patience`` evaluations without improvement.
+    best weights are kept and training stops after ``patience`` evaluations without improvement
+    (counted only after the KL annealing, during which the validation ELBO may get worse).
     ``max_seconds`` bounds the training time (checked after every update).
     """
     rng = np.random.default_rng(seed)
@@ -281,7 +282,7 @@ def fit(
             improved = not np.isfinite(best) or record["valid"] < best - 1e-6 * abs(best)
             if improved:
                 best, best_params, bad = record["valid"], jax.device_get(svi.get_params(state)), 0
-            else:
+            elif epoch >= kl_anneal_epochs:  # patience counts only once the KL weight has reached 1
                 bad += 1
         record["seconds"] = time.perf_counter() - t_start
         history.append(record)
