@@ -59,7 +59,7 @@ def test_gaussian_kl_matches_numpyro():
 
 def test_transition_starts_close_to_linear_identity():
     tr = GatedTransition(Z, 8, key=jax.random.key(3))
-    np.testing.assert_array_equal(np.asarray(tr.linear.weight), np.eye(Z))
+    np.testing.assert_array_equal(np.asarray(tr.linear.weight), np.zeros((Z, Z)))  # linear part z + delta (A z + b) = z
     z = jnp.array([0.5, -0.25])
     loc, scale = tr(z, jnp.float32(1.0))
     gate = jax.nn.sigmoid(tr.gate_out(jax.nn.relu(tr.gate_hidden(jnp.concatenate([z, jnp.ones(1)])))))
@@ -113,8 +113,9 @@ def _latent_free_network():
     s = 0.7
     zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))  # noqa: E731
     tr = net.transition
-    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, zero(tr.gate_out), jnp.full((Z,), -60.0)))
-    tr = eqx.tree_at(lambda m: m.linear, tr, zero(tr.linear))
+    # gate = 1: the transition mean is the proposal, which is 0
+    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, zero(tr.gate_out), jnp.full((Z,), 60.0)))
+    tr = eqx.tree_at(lambda m: m.proposal_out, tr, zero(tr.proposal_out))
     bias = float(np.log(np.expm1(s - 1e-3)))
     tr = eqx.tree_at(lambda m: m.scale, tr, eqx.tree_at(lambda m: m.bias, zero(tr.scale), jnp.full((Z,), bias)))
     cb = net.combiner

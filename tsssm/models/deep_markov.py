@@ -8,7 +8,7 @@ Generative model, for one series with observation times :math:`t_1 < \dots < t_T
     z_0 &= \text{learned vector (also the guide's } z_0\text{)}, \\
     z_k \mid z_{k-1} &\sim \mathcal N\big(\mu_\theta(z_{k-1}, \delta_k),
         \operatorname{diag}\sigma^2_\theta(z_{k-1}, \delta_k)\big), \\
-    \mu_\theta(z, \delta) &= (1 - g)\odot (A z + b) + g \odot h, \quad
+    \mu_\theta(z, \delta) &= (1 - g)\odot (z + \delta\,(A z + b)) + g \odot h, \quad
         g = \operatorname{sigmoid}(\mathrm{MLP}_g([z, \delta])), \;
         h = \mathrm{MLP}_h([z, \delta]), \\
     \sigma_\theta(z, \delta) &= \operatorname{softplus}(W_\sigma [\operatorname{relu}(h), \delta] + c) + 10^{-3}, \\
@@ -17,8 +17,10 @@ Generative model, for one series with observation times :math:`t_1 < \dots < t_T
 
 with :math:`\delta_k = \Delta_k / \bar\Delta` the gap in units of the typical training gap
 :math:`\bar\Delta` (1 on a regular grid). The gate :math:`g` mixes a linear transition with a
-nonlinear proposal, as in the paper; :math:`A` starts at the identity, :math:`b` at 0 and the
-gate's bias at -2, so an untrained network is close to a linear random walk.
+nonlinear proposal, as in the paper. The linear part is an Euler step of a linear ODE over the
+gap (on a regular grid, :math:`\delta = 1`, it is the paper's :math:`(I + A) z + b`), so it can
+follow linear dynamics at any spacing. :math:`A` and :math:`b` start at 0 and the gate's bias at
+-2, so an untrained network is close to a linear random walk.
 
 Emissions (``likelihood``): ``"gaussian"`` (mean :math:`\eta_d`, learned scale per column),
 ``"student_t"`` (location :math:`\eta_d`, learned scale and degrees of freedom
@@ -73,7 +75,7 @@ class GatedTransition(eqx.Module):
         self.proposal_hidden = _mlp_layer(k[2], z_dim + 1, hidden)
         self.proposal_out = _mlp_layer(k[3], hidden, z_dim)
         linear = _mlp_layer(k[4], z_dim, z_dim)
-        self.linear = eqx.tree_at(lambda m: (m.weight, m.bias), linear, (jnp.eye(z_dim), jnp.zeros(z_dim)))
+        self.linear = eqx.tree_at(lambda m: (m.weight, m.bias), linear, (jnp.zeros((z_dim, z_dim)), jnp.zeros(z_dim)))
         self.scale = _mlp_layer(k[5], z_dim + 1, z_dim)
 
     def __call__(self, z, delta):
@@ -81,7 +83,7 @@ class GatedTransition(eqx.Module):
         zd = jnp.concatenate([z, delta[None]])
         gate = jax.nn.sigmoid(self.gate_out(jax.nn.relu(self.gate_hidden(zd))))
         proposal = self.proposal_out(jax.nn.relu(self.proposal_hidden(zd)))
-        loc = (1.0 - gate) * self.linear(z) + gate * proposal
+        loc = (1.0 - gate) * (z + delta * self.linear(z)) + gate * proposal
         scale = jax.nn.softplus(self.scale(jnp.concatenate([jax.nn.relu(proposal), delta[None]]))) + MIN_SCALE
         return loc, scale
 
