@@ -91,8 +91,9 @@ def _ragged_long_frame():
 
 
 def test_ragged_irregular_panel_with_missing_values(tmp_path):
+    """Student-t emission on a ragged, irregular long frame with NaNs: layout, masking, persistence."""
     df = _ragged_long_frame()
-    kw = dict(TINY, max_epochs=3, num_particles=8, random_state=1)
+    kw = dict(TINY, likelihood="student_t", max_epochs=3, num_particles=8, random_state=1)
     model = tsssm.DeepMarkovModel(**kw).fit(df)
     assert model.time_scale_ == pytest.approx(np.median(np.concatenate(
         [np.diff(g["ds"].to_numpy()) for _, g in df.groupby("unique_id", sort=False)])), rel=1e-12)
