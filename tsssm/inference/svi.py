@@ -176,8 +176,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
         value, steps = _objective(to_net(params), batch, key, 1.0)
         return -value * steps, steps
 
-    params = svi.get_params(state)
-    evaluate = jax.jit(evaluate).lower(params, batch, jax.random.key(0)).compile()
+    evaluate = jax.jit(evaluate)  # not compiled ahead: validation series may be padded to another length
     if len(_COMPILED) >= 8:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[key] = (svi, update, evaluate, to_net)
