@@ -169,3 +169,16 @@ def test_network_leaves_round_trip():
     np.testing.assert_array_equal(
         np.asarray(svi.batch_elbo(other, batch, jax.random.key(0))), np.asarray(svi.batch_elbo(net, batch, jax.random.key(0)))
     )
+
+
+def test_fit_with_validation_series_of_another_length():
+    net, train = _net(), _batch(B=2)
+    rng = np.random.default_rng(2)
+    valid = svi.as_batch(rng.normal(size=(3, T + 5, D)), np.ones((3, T + 5, D), bool), np.ones((3, T + 5)),
+                         np.arange(T + 5)[None, :] < np.array([[T + 5], [T], [4]]))
+    result = svi.fit(net, train, valid, batch_size=2, max_epochs=3, learning_rate=1e-3, seed=0)
+    assert [h["epoch"] for h in result.history] == [0, 1, 2] and result.num_updates == 3
+    assert all(np.isfinite(h["valid"]) for h in result.history) and result.stopped == "max_epochs"
+    # a network of the same structure on batches of the same shape reuses the compiled update
+    again = svi.fit(_net(seed=1), train, valid, batch_size=2, max_epochs=1, learning_rate=1e-3, seed=0)
+    assert again.compile_seconds < 0.1
