@@ -111,7 +111,7 @@ def _latent_free_network():
     """Network whose guide equals its prior and whose emission ignores z: log p(y) is known exactly."""
     net = _net()
     s = 0.7
-    zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))  # noqa: E731
+    zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
     tr = net.transition
     # gate = 1: the transition mean is the proposal, which is 0
     tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, zero(tr.gate_out), jnp.full((Z,), 60.0)))

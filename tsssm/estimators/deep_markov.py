@@ -156,7 +156,7 @@ class DeepMarkovModel(BaseForecaster):
     def _batch(self, panel) -> tuple[svi.SequenceBatch, np.ndarray]:
         """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
         times = np.asarray(panel.times, float)
-        B, T = times.shape
+        T = times.shape[1]
         lengths = np.asarray(self._lengths, int)
         valid = np.arange(T)[None, :] < lengths[:, None]
         mask = np.asarray(panel.mask, bool) & valid[:, :, None]
@@ -213,7 +213,7 @@ class DeepMarkovModel(BaseForecaster):
         seed = int(np.random.default_rng(self.random_state).integers(2**31))
         rng = np.random.default_rng(seed)
         B = batch.y.shape[0]
-        n_val = int(round(self.validation_fraction * B)) if B >= 4 and self.validation_fraction > 0 else 0
+        n_val = round(self.validation_fraction * B) if B >= 4 and self.validation_fraction > 0 else 0
         n_val = min(n_val, B - 1)
         order = rng.permutation(B)
         train, val = batch.take(np.sort(order[n_val:])), (batch.take(np.sort(order[:n_val])) if n_val else None)

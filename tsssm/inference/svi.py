@@ -58,7 +58,7 @@ class SequenceBatch(NamedTuple):
     delta: np.ndarray
     valid: np.ndarray
 
-    def take(self, index) -> "SequenceBatch":
+    def take(self, index) -> SequenceBatch:
         return SequenceBatch(*(np.asarray(a)[index] for a in self))
 
 
