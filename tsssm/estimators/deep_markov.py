@@ -153,11 +153,11 @@ class DeepMarkovModel(BaseForecaster):
                 f"{self.meta_.time_unit!r}; pass time_unit={self.meta_.time_unit!r}"
             )
 
-    def _batch(self, panel) -> tuple[svi.SequenceBatch, np.ndarray]:
+    def _batch(self, panel, lengths) -> tuple[svi.SequenceBatch, np.ndarray]:
         """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
         times = np.asarray(panel.times, float)
         T = times.shape[1]
-        lengths = np.asarray(self._lengths, int)
+        lengths = np.asarray(lengths, int)
         valid = np.arange(T)[None, :] < lengths[:, None]
         mask = np.asarray(panel.mask, bool) & valid[:, :, None]
         values = np.asarray(panel.values, float)
@@ -170,8 +170,7 @@ class DeepMarkovModel(BaseForecaster):
     def _prepare(self, y, X=None):
         panel, meta = self._to_panel(y, X)
         self._check_same_layout(meta)
-        self._lengths = meta.lengths
-        batch, log_jac = self._batch(panel)
+        batch, log_jac = self._batch(panel, meta.lengths)
         return panel, meta, batch, log_jac
 
     # ------------------------------------------------------------------ fit
@@ -206,9 +205,8 @@ class DeepMarkovModel(BaseForecaster):
         self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
         self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
         self.meta_ = meta
-        self._lengths = meta.lengths
         self.panel_data_ = panel
-        batch, _ = self._batch(panel)
+        batch, _ = self._batch(panel, meta.lengths)
 
         seed = int(np.random.default_rng(self.random_state).integers(2**31))
         rng = np.random.default_rng(seed)
@@ -247,8 +245,7 @@ class DeepMarkovModel(BaseForecaster):
         self._check_fitted()
         if y is None:
             meta, panel = self.meta_, self.panel_data_
-            self._lengths = meta.lengths
-            batch, log_jac = self._batch(panel)
+            batch, log_jac = self._batch(panel, meta.lengths)
         else:
             panel, meta, batch, log_jac = self._prepare(y, X)
         K = int(num_particles or self.num_particles)
@@ -371,7 +368,7 @@ class DeepMarkovModel(BaseForecaster):
     def _restore(self, document, arrays):
         y = frame_from_arrays(document["y"], arrays, "y")
         panel, meta = self._to_panel(y, None)
-        self.meta_, self.panel_data_, self._lengths = meta, panel, meta.lengths
+        self.meta_, self.panel_data_ = meta, panel
         self.loc_, self.scale_ = np.asarray(arrays["loc"], float), np.asarray(arrays["scale"], float)
         self.time_scale_ = float(document["time_scale"])
         self.max_delta_ = float(document["max_delta"])
