@@ -139,3 +139,13 @@ def test_single_series_bernoulli_and_errors():
         model.score(binary[["k1"]])
     with pytest.raises(DataError, match="horizon"):
         model.forecast()
+
+
+def test_bundled_jsb_chorales():
+    data = tsssm.datasets.load_jsb_chorales()
+    assert {k: v.shape for k, v in data.items() if not k.endswith("lengths")} == {
+        "train": (229, 129, 88), "valid": (76, 144, 88), "test": (77, 160, 88)}
+    # 4,725 test time steps: the denominator of the published nats-per-step numbers
+    assert data["test_lengths"].sum() == 4725 and data["train_lengths"].sum() == 13807
+    assert set(np.unique(data["train"])) == {0, 1}
+    assert "6.93" in tsssm.datasets.describe("jsb_chorales")
