@@ -16,6 +16,7 @@ from tsssm import anomaly, datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
     ARIMA,
+    DeepMarkovModel,
     DynamicFactor,
     LinearGaussianSSM,
     LocalLevel,
@@ -33,6 +34,7 @@ __all__ = [
     "ARIMA",
     "ConvergenceWarning",
     "DataError",
+    "DeepMarkovModel",
     "DynamicFactor",
     "Forecast",
     "LinearGaussianSSM",

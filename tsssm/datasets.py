@@ -82,6 +82,19 @@ def load_ecg5000() -> ECG5000:
     return ECG5000(LabelledBeats(beats[:500], labels[:500]), LabelledBeats(beats[500:], labels[500:]))
 
 
+def load_jsb_chorales() -> dict[str, np.ndarray]:
+    """JSB chorales piano rolls (Boulanger-Lewandowski et al. 2012), the deep Markov model benchmark.
+
+    Returns a dict with ``"train"``, ``"valid"``, ``"test"``: uint8 arrays ``(N, T_max, 88)``
+    (1 = key pressed, zero-padded after each chorale's end) and ``"train_lengths"``,
+    ``"valid_lengths"``, ``"test_lengths"``: int arrays ``(N,)`` of true lengths (229 / 76 / 77
+    chorales of 25-160 quarter-note steps). The split is the one of the Pyro/NumPyro examples;
+    see ``describe("jsb_chorales")`` for provenance and the published test bounds (nats per step).
+    """
+    with np.load(data_dir() / "jsb_chorales" / "jsb_chorales_pianoroll.npz", allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
 def describe(name: str) -> str:
     """The provenance text (``SOURCE.txt``) of a bundled dataset, e.g. ``describe("nile")``."""
     path = data_dir() / name / "SOURCE.txt"

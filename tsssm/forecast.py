@@ -108,16 +108,21 @@ class Forecast:
     @property
     def std(self) -> pd.DataFrame:
         """Predictive standard deviations (Gaussian families) or the draws' standard deviation."""
-        return self._frame(self._std if self._std is not None else np.std(self.samples, axis=0))
+        return self._frame(self._std if self._std is not None else np.std(self._draws(), axis=0))
 
-    @property
-    def samples(self) -> np.ndarray:
-        """Joint predictive draws, ``(num_samples, h, D)`` for one series, ``(num_samples, B, h, D)`` for a panel."""
+    def _draws(self) -> np.ndarray:
+        """All draws, ``(num_samples, B, h, D)`` (made on first use)."""
         if self._samples is None:
             if self._sampler is None:
                 raise AttributeError("this forecast carries no draws")
             self._samples = np.asarray(self._sampler(self._num_samples, self._seed), float)
-        return self._samples[:, 0] if self._samples.shape[1] == 1 else self._samples
+        return self._samples
+
+    @property
+    def samples(self) -> np.ndarray:
+        """Joint predictive draws, ``(num_samples, h, D)`` for one series, ``(num_samples, B, h, D)`` for a panel."""
+        draws = self._draws()
+        return draws[:, 0] if draws.shape[1] == 1 else draws
 
     def _quantile_array(self, q: float) -> np.ndarray:
         q = _check_quantile(q)
@@ -125,8 +130,7 @@ class Forecast:
             return mixture_quantile(*self._mixture, q)
         if self._std is not None:
             return self._mean + scipy.stats.norm.ppf(q) * self._std
-        draws = self.samples if self._samples.shape[1] > 1 else self._samples
-        return np.quantile(draws, q, axis=0)
+        return np.quantile(self._draws(), q, axis=0)
 
     def quantile(self, q: float) -> pd.DataFrame:
         """The ``q``-quantile of each predictive marginal."""
@@ -145,7 +149,7 @@ class Forecast:
         ``lower_<pct>``/``upper_<pct>`` per interval level. The time column keeps the index's
         name (``time`` when it has none)."""
         levels = self.levels if levels is None else tuple(_check_level(lv) for lv in levels)
-        parts = {"mean": self._mean, "std": self._std if self._std is not None else np.std(self.samples, axis=0)}
+        parts = {"mean": self._mean, "std": self._std if self._std is not None else np.std(self._draws(), axis=0)}
         for level in levels:
             pct = f"{100 * level:g}"
             parts[f"lower_{pct}"] = self._quantile_array((1.0 - level) / 2.0)

@@ -9,12 +9,14 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.deep_markov import DeepMarkovModel
 from tsssm.estimators.dynamic_factor import DynamicFactor
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 
 __all__ = [
     "ARIMA",
     "BaseForecaster",
+    "DeepMarkovModel",
     "DynamicFactor",
     "LinearGaussianSSM",
     "LocalLevel",

@@ -1,0 +1,380 @@
+r"""The deep Markov model (deep Kalman filter) estimator, trained by stochastic variational inference.
+
+Model, guide and ELBO: :mod:`tsssm.models.deep_markov` and :mod:`tsssm.inference.svi`; user guide:
+``docs/deep_markov.md``. One set of network weights is shared by all series of a panel (a global
+model); each series keeps its own latent trajectory.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from tsssm.data import PanelMeta, future_times, to_panel
+from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
+from tsssm.errors import DataError
+from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.forecast import Forecast
+from tsssm.inference import svi
+from tsssm.models.deep_markov import LIKELIHOODS, DeepMarkovNetwork
+
+
+class DeepMarkovModel(BaseForecaster):
+    r"""Deep Markov model (Krishnan, Shalit & Sontag 2017) with a structured variational guide.
+
+    .. math::
+
+        z_k \mid z_{k-1} \sim \mathcal N(\mu_\theta(z_{k-1}, \delta_k), \operatorname{diag}\sigma_\theta^2(z_{k-1}, \delta_k)),
+        \qquad y_k \mid z_k \sim p_{\text{emission}}(\cdot \mid \mathrm{MLP}(z_k)),
+
+    where :math:`\mu_\theta` gates a linear map and an MLP proposal and :math:`\delta_k` is the
+    time gap before step k divided by the median gap of the training data (so irregular sampling
+    enters the transition). The guide :math:`q(z_k \mid z_{k-1}, y_{k:T})` is a backward GRU
+    with a combiner network. Training maximises the ELBO with numpyro SVI (Adam, gradient
+    clipping, minibatches of series, optional KL annealing, early stopping on held-out series).
+
+    Parameters
+    ----------
+    likelihood : {"gaussian", "student_t", "bernoulli"}
+        Emission distribution per column: Gaussian with a learned scale, Student-t with learned
+        scale and degrees of freedom (> 2), or Bernoulli (0/1 data, e.g. piano rolls).
+    z_dim, transition_dim, emission_dim, rnn_dim : int
+        Latent dimension; hidden widths of the transition, emission and guide (GRU) networks.
+    max_epochs : int
+        Passes over the training series.
+    batch_size : int
+        Series per minibatch (fixed; the last minibatch is padded with empty series).
+    learning_rate, clip_norm : float
+        Adam step size; global gradient-norm clipping.
+    kl_anneal_epochs : int
+        Epochs over which the KL weight rises linearly from ``kl_anneal_start`` to 1 (0 = off).
+    kl_anneal_start : float
+    validation_fraction : float
+        Fraction of the series held out for early stopping (only with at least 4 series).
+    patience : int
+        Epochs without improvement of the validation ELBO before training stops.
+    max_seconds : float, optional
+        Wall-clock budget of the training loop (compilation excluded).
+    num_particles : int
+        Particles of the filter behind ``score``, ``score_samples``, ``predict`` and ``forecast``.
+    time_unit : optional
+        Unit of the float times (see :func:`tsssm.data.to_panel`).
+    verbose : bool or int
+        Print progress every epoch (``True``) or every ``verbose`` epochs.
+    random_state : int, optional
+        Seed of initialisation, minibatch order, training noise and all evaluation draws. With
+        None, training is not reproducible; evaluation then uses seed 0.
+
+    Fitted attributes
+    -----------------
+    network_ : DeepMarkovNetwork
+    params_ : dict of str -> ndarray
+        The weight arrays (``w000``, ``w001``, ...; the order of :func:`tsssm.inference.svi.network_leaves`).
+    history_ : pandas.DataFrame
+        Per epoch: train loss per step (negative annealed ELBO), validation negative ELBO per
+        step, KL weight, seconds.
+    elbo_ : float
+        ELBO per valid step of the training series (validation series excluded) with the final
+        weights (beta = 1, one guide draw, standardised units).
+    loc_, scale_ : ndarray (D,)
+        Standardisation of the columns (0 and 1 for Bernoulli).
+    time_scale_ : float
+        The median time gap :math:`\bar\Delta` of the training data.
+    max_delta_ : float
+        The largest training gap in units of ``time_scale_`` (at least 1): forecasts cross longer
+        gaps in equal sub-steps no longer than this.
+    compile_seconds_, train_seconds_ : float
+    n_iter_ : int
+        Number of SVI updates.
+    """
+
+    def __init__(
+        self,
+        *,
+        likelihood="gaussian",
+        z_dim=4,
+        transition_dim=32,
+        emission_dim=32,
+        rnn_dim=32,
+        max_epochs=200,
+        batch_size=16,
+        learning_rate=3e-3,
+        clip_norm=10.0,
+        kl_anneal_epochs=0,
+        kl_anneal_start=0.1,
+        validation_fraction=0.2,
+        patience=20,
+        max_seconds=None,
+        num_particles=64,
+        time_unit=None,
+        verbose=False,
+        random_state=None,
+    ):
+        self.likelihood = likelihood
+        self.z_dim = z_dim
+        self.transition_dim = transition_dim
+        self.emission_dim = emission_dim
+        self.rnn_dim = rnn_dim
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.clip_norm = clip_norm
+        self.kl_anneal_epochs = kl_anneal_epochs
+        self.kl_anneal_start = kl_anneal_start
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.max_seconds = max_seconds
+        self.num_particles = num_particles
+        self.time_unit = time_unit
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ data
+    def _eval_seed(self, salt: int) -> int:
+        base = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        return int(base) * 7919 + salt
+
+    def _to_panel(self, y, X):
+        if X is not None:
+            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
+        return to_panel(y, time_unit=self.time_unit)
+
+    def _check_same_layout(self, meta: PanelMeta):
+        arrays = "array" in (meta.layout, self.meta_.layout)
+        if (len(meta.columns) != len(self.meta_.columns)) if arrays else (meta.columns != self.meta_.columns):
+            raise DataError(
+                f"the data has columns {list(meta.columns)}, but the model was fitted on {list(self.meta_.columns)}"
+            )
+        if meta.time_unit != self.meta_.time_unit:
+            raise DataError(
+                f"the data's time unit is {meta.time_unit!r}, but the model was fitted with time unit "
+                f"{self.meta_.time_unit!r}; pass time_unit={self.meta_.time_unit!r}"
+            )
+
+    def _batch(self, panel, lengths) -> tuple[svi.SequenceBatch, np.ndarray]:
+        """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
+        times = np.asarray(panel.times, float)
+        T = times.shape[1]
+        lengths = np.asarray(lengths, int)
+        valid = np.arange(T)[None, :] < lengths[:, None]
+        mask = np.asarray(panel.mask, bool) & valid[:, :, None]
+        values = np.asarray(panel.values, float)
+        gaps = np.diff(times, axis=1, prepend=times[:, :1] - self.time_scale_)
+        delta = np.where(valid, gaps / self.time_scale_, 1.0)
+        y = np.where(mask, (values - self.loc_) / self.scale_, 0.0)
+        log_jac = np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
+        return svi.as_batch(y, mask, delta, valid), log_jac
+
+    def _prepare(self, y, X=None):
+        panel, meta = self._to_panel(y, X)
+        self._check_same_layout(meta)
+        batch, log_jac = self._batch(panel, meta.lengths)
+        return panel, meta, batch, log_jac
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, y, X=None):
+        """Train on ``y``: a Series, wide or long frame, or an array ``(T,)``, ``(T, D)``, ``(B, T, D)``; returns ``self``."""
+        if self.likelihood not in LIKELIHOODS:
+            raise DataError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        panel, meta = self._to_panel(y, X)
+        values, mask = np.asarray(panel.values, float), np.asarray(panel.mask, bool)
+        lengths = np.asarray(meta.lengths)
+        T = values.shape[1]
+        valid = np.arange(T)[None, :] < lengths[:, None]
+        observed = mask & valid[:, :, None]
+        if self.likelihood == "bernoulli":
+            bad = observed & (values != 0.0) & (values != 1.0)
+            if bad.any():
+                b, t, d = np.argwhere(bad)[0]
+                raise DataError(
+                    f"likelihood='bernoulli' needs 0/1 data, but column {meta.columns[d]!r} of series "
+                    f"{meta.series_ids[b]!r} holds {values[b, t, d]!r} at row {t}; use likelihood='gaussian'"
+                )
+            loc, scale = np.zeros(values.shape[2]), np.ones(values.shape[2])
+        else:
+            obs = np.where(observed, values, np.nan)
+            loc = np.nanmean(obs, axis=(0, 1))
+            scale = np.nanstd(obs, axis=(0, 1))
+            scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        times = np.asarray(panel.times, float)
+        gaps = np.diff(times, axis=1)[valid[:, 1:]]
+        gaps = gaps[gaps > 0]
+        self.loc_, self.scale_ = loc, scale
+        self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
+        self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
+        self.meta_ = meta
+        self.panel_data_ = panel
+        batch, _ = self._batch(panel, meta.lengths)
+
+        seed = int(np.random.default_rng(self.random_state).integers(2**31))
+        rng = np.random.default_rng(seed)
+        B = batch.y.shape[0]
+        n_val = round(self.validation_fraction * B) if B >= 4 and self.validation_fraction > 0 else 0
+        n_val = min(n_val, B - 1)
+        order = rng.permutation(B)
+        train, val = batch.take(np.sort(order[n_val:])), (batch.take(np.sort(order[:n_val])) if n_val else None)
+        net = self._template(values.shape[2], jax.random.key(seed))
+        result = svi.fit(
+            net, train, val, batch_size=self.batch_size, max_epochs=self.max_epochs,
+            learning_rate=self.learning_rate, clip_norm=self.clip_norm, kl_anneal_epochs=self.kl_anneal_epochs,
+            kl_anneal_start=self.kl_anneal_start, patience=self.patience, max_seconds=self.max_seconds,
+            seed=seed, verbose=self.verbose,
+        )
+        self._set_network(result.network)
+        self.history_ = pd.DataFrame(result.history)
+        self.compile_seconds_ = result.compile_seconds
+        self.train_seconds_ = result.train_seconds
+        self.n_iter_ = result.num_updates
+        self.stopped_ = result.stopped
+        self.elbo_ = result.train_elbo
+        return self
+
+    def _template(self, obs_dim: int, key) -> DeepMarkovNetwork:
+        return DeepMarkovNetwork(
+            obs_dim, self.z_dim, self.transition_dim, self.emission_dim, self.rnn_dim, self.likelihood, key=key
+        )
+
+    def _set_network(self, net):
+        self.network_ = net
+        self.params_ = {f"w{i:03d}": np.asarray(x) for i, x in enumerate(svi.network_leaves(net))}
+
+    # ------------------------------------------------------------------ filtering
+    def _filtered(self, y=None, X=None, num_particles=None):
+        self._check_fitted()
+        if y is None:
+            meta, panel = self.meta_, self.panel_data_
+            batch, log_jac = self._batch(panel, meta.lengths)
+        else:
+            panel, meta, batch, log_jac = self._prepare(y, X)
+        K = int(num_particles or self.num_particles)
+        result = svi.batch_filter(self.network_, batch, jax.random.key(self._eval_seed(2)), K)
+        return jax.device_get(result), meta, panel, batch, log_jac
+
+    def _per_series(self, meta: PanelMeta) -> bool:
+        return meta.layout == "long" or len(meta.series_ids) > 1
+
+    def score_samples(self, y=None, X=None):
+        r"""Per-step anomaly score :math:`-\log \hat p(y_k \mid y_{<k})` (higher = more anomalous).
+
+        The particle-filter estimate (:func:`tsssm.inference.svi.particle_filter`) in the units of
+        the data (the standardisation's Jacobian is included); 0 at steps with nothing observed
+        (their contribution moves to the next observed step). A Series for one series, a long
+        frame (``unique_id``, ``ds``, ``score``) for a panel.
+        """
+        res, meta, _, _, log_jac = self._filtered(y, X)
+        scores = log_jac - np.asarray(res.log_increments, float)  # log_jac is 0 where nothing is observed
+        if not self._per_series(meta):
+            return pd.Series(scores[0, : meta.lengths[0]], index=meta.indexes[0], name="score")
+        lengths = list(meta.lengths)
+        return pd.DataFrame({
+            ID_COLUMN: pd.Index(list(meta.series_ids)).repeat(lengths),
+            TIME_COLUMN: meta.indexes[0].append(list(meta.indexes[1:])),
+            "score": np.concatenate([s[:n] for s, n in zip(scores, lengths)]),
+        })
+
+    def score(self, y=None, X=None):
+        r"""Log predictive density of ``y``: :math:`\log \hat p(y)` from the particle filter.
+
+        The log of an unbiased estimate of the likelihood with ``num_particles`` particles and the
+        guide as proposal: in expectation a lower bound on :math:`\log p(y)` (like the
+        importance-weighted bound), tighter than the ELBO and tight as the particles grow. In the
+        units of the data. A float for one series, a Series per ``unique_id`` for a panel.
+        """
+        res, meta, _, _, log_jac = self._filtered(y, X)
+        totals = np.sum(np.asarray(res.log_increments, float), axis=1) + np.asarray(res.pending, float)
+        totals = totals - np.sum(log_jac, axis=1)
+        if not self._per_series(meta):
+            return float(totals[0])
+        return pd.Series(totals, index=pd.Index(list(meta.series_ids), name=ID_COLUMN), name="score")
+
+    def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
+        """One-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
+
+        Moments of the particle approximation of :math:`p(y_k \\mid y_{<k})`; intervals of the
+        returned forecast use a Gaussian approximation with these moments.
+        """
+        res, meta, _, batch, _ = self._filtered(y, X)
+        valid = np.asarray(batch.valid)[:, :, None]
+        mean = np.where(valid, np.asarray(res.pred_mean, float) * self.scale_ + self.loc_, np.nan)
+        std = np.where(valid, np.sqrt(np.asarray(res.pred_var, float)) * self.scale_, np.nan)
+        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+
+    # ------------------------------------------------------------------ forecasting
+    def _draw(self, horizon, times, num_samples, seed):
+        self._check_horizon(horizon, times)
+        res, meta, panel, _, _ = self._filtered()
+        future_t, indexes = future_times(meta, horizon, times=times)
+        lengths = np.asarray(meta.lengths)
+        last = np.asarray(panel.times, float)[np.arange(len(lengths)), lengths - 1]
+        gaps = np.diff(np.concatenate([last[:, None], future_t], axis=1), axis=1) / self.time_scale_
+        # gaps longer than any gap of the training data are crossed in equal sub-steps no longer
+        # than the largest training gap: the transition network is never asked to extrapolate in delta
+        substeps = np.maximum(np.ceil(gaps / self.max_delta_ - 1e-9), 1).astype(int)  # (B, h)
+        rows = np.cumsum(substeps, axis=1) - 1
+        delta = np.ones((len(lengths), int(substeps.sum(axis=1).max())))
+        for b in range(len(lengths)):
+            fine = np.repeat(gaps[b] / substeps[b], substeps[b])
+            delta[b, : len(fine)] = fine
+        draws, means = svi.batch_rollout(
+            self.network_, jnp.asarray(res.z), jnp.asarray(res.log_weights), jnp.asarray(delta, jnp.float32),
+            jax.random.key(seed), int(num_samples),
+        )
+        pick = np.arange(len(lengths))[:, None]
+        draws = np.asarray(draws, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_  # (B, n, h, D)
+        means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
+        return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
+
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
+        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
+
+        Latent paths start from the filtered particles at the end of each series and follow the
+        learned transition (with the future time gaps); observations are drawn from the emission.
+        The mean averages the emission means over the paths; quantiles come from the draws.
+        """
+        self._check_fitted()
+        if X is not None:
+            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
+        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
+        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
+
+    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
+        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
+        self._check_fitted()
+        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
+        _, draws, _ = self._draw(horizon, times, num_samples, seed)
+        return draws[:, 0] if draws.shape[1] == 1 else draws
+
+    # ------------------------------------------------------------------ persistence
+    def _state_for_saving(self):
+        panel = self.panel_data_
+        values = np.where(panel.mask, panel.values, np.nan)
+        frame = self.meta_.frame(values)
+        doc, arrays = frame_to_arrays(frame, "y")
+        arrays |= {f"param.{k}": v for k, v in self.params_.items()}
+        arrays |= {"loc": self.loc_, "scale": self.scale_}
+        document = {
+            "hyperparameters": encode_params(self.get_params(deep=False)),
+            "y": doc,
+            "time_scale": self.time_scale_,
+            "max_delta": self.max_delta_,
+            "elbo": self.elbo_,
+            "history": self.history_.to_dict(orient="list"),
+            "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_],
+        }
+        return document, arrays
+
+    def _restore(self, document, arrays):
+        y = frame_from_arrays(document["y"], arrays, "y")
+        panel, meta = self._to_panel(y, None)
+        self.meta_, self.panel_data_ = meta, panel
+        self.loc_, self.scale_ = np.asarray(arrays["loc"], float), np.asarray(arrays["scale"], float)
+        self.time_scale_ = float(document["time_scale"])
+        self.max_delta_ = float(document["max_delta"])
+        names = sorted(k for k in arrays if k.startswith("param."))
+        template = self._template(len(meta.columns), jax.random.key(0))
+        self._set_network(svi.network_from_leaves(template, [arrays[k] for k in names]))
+        self.elbo_ = float(document["elbo"])
+        self.history_ = pd.DataFrame(document["history"])
+        self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_ = document["fit_info"]
