@@ -16,3 +16,18 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
 import jax  # noqa: E402
 
 jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    With every module's programs kept alive, one process of the full suite held hundreds of
+    compiled executables, and XLA then crashed (segmentation fault, reproducible) while
+    compiling the co2 walkthrough's Hessian in tests/test_examples.py; the same tests pass in a
+    smaller process. Modules share few programs, so recompiling them costs little.
+    """
+    yield
+    jax.clear_caches()
