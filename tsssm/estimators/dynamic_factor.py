@@ -170,8 +170,16 @@ class DynamicFactor(StateSpaceEstimator):
         data, meta, _ = self._prepare(y, X)
         return data, meta
 
-    def _build_model(self, num_columns, exog):  # pragma: no cover - DynamicFactor builds from the data
-        raise NotImplementedError("DynamicFactor builds its model from the data: see _model_for")
+    def _build_model(self, num_columns, exog):
+        """DynamicFactor's model depends on the data (column frequencies and scales): see :meth:`_model_for`.
+
+        The layout-only hook of the other classical estimators serves their many-series path,
+        which DynamicFactor (one panel of columns, not many series) does not take.
+        """
+        raise DataError(
+            "DynamicFactor models the columns of one panel (a wide frame or a dict of Series), not many "
+            "separate series; fit it on one wide frame"
+        )
 
     def _model_for(self, data, meta, layout=None):
         if layout is None:
