@@ -7,7 +7,9 @@ with Armijo backtracking minimises :math:`-\log L(\theta) / n` entirely inside o
 ``while_loop`` that traces the objective once: it is compiled once per model structure and data
 shape, so a refit on new data of the same shape costs only the iterations. If it stops short of
 a stationary point, SciPy's BFGS on the same jitted value-and-gradient takes over from there.
-Standard errors come from the inverse of the observed information, the Hessian of
+Gradients are forward-mode for a handful of parameters, reverse-mode above
+(:data:`FORWARD_GRADIENT_MAX_PARAMS`). Standard errors come from the inverse of the observed
+information, the Hessian of
 :math:`-\log L` with respect to the *constrained* free parameters at the optimum.
 """
 
@@ -131,6 +133,30 @@ def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     return kalman.log_likelihood(arrays, init, data.values, data.mask, steady_state=steady)
 
 
+#: Gradients with at most this many free parameters are taken in forward mode (one pass that
+#: carries one tangent per parameter): the program has no reverse scan, so it compiles 1.5-2.5x
+#: faster, and for small states it also runs faster. Above it, reverse mode (cost independent of
+#: the number of parameters).
+FORWARD_GRADIENT_MAX_PARAMS = 5
+#: The observed information is a forward-over-forward Hessian up to this many free parameters
+#: (about 3x faster to compile than forward-over-reverse for the local level); above it the
+#: k^2 tangents cost more than the reverse pass saves.
+FORWARD_HESSIAN_MAX_PARAMS = 3
+
+
+def _value_and_grad(fn, theta):
+    """``(fn(theta), grad fn(theta))`` for a scalar ``fn`` of a flat vector; see :data:`FORWARD_GRADIENT_MAX_PARAMS`."""
+    if theta.shape[0] <= FORWARD_GRADIENT_MAX_PARAMS:
+
+        def value_twice(t):  # the value rides along as the (unbatched) auxiliary output
+            value = fn(t)
+            return value, value
+
+        grad, value = jax.jacfwd(value_twice, has_aux=True)(theta)
+        return value, grad
+    return jax.value_and_grad(fn)(theta)
+
+
 class _BFGSState(NamedTuple):
     x: jax.Array  # accepted point
     value: jax.Array
@@ -153,7 +179,7 @@ def _bfgs_loop(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxi
     """
 
     def value_and_grad(th):
-        return jax.value_and_grad(lambda t: -log_likelihood(model, layout.constrained(t), data) / scale)(th)
+        return _value_and_grad(lambda t: -log_likelihood(model, layout.constrained(t), data) / scale, th)
 
     n = theta0.shape[0]
     eye = jnp.eye(n, dtype=theta0.dtype)
@@ -239,13 +265,18 @@ def _objective(model, layout: ParamLayout, theta, data: SeriesData, scale):
     def nll(th):
         return -log_likelihood(model, layout.constrained(th), data) / scale
 
-    return jax.value_and_grad(nll)(theta)
+    return _value_and_grad(nll, theta)
 
 
 @eqx.filter_jit
 def _observed_information(model, layout: ParamLayout, flat, data: SeriesData):
     """Hessian of -log L with respect to the free constrained parameters."""
-    return jax.hessian(lambda c: -log_likelihood(model, layout.from_flat_constrained(c), data))(flat)
+    def nll(c):
+        return -log_likelihood(model, layout.from_flat_constrained(c), data)
+
+    if flat.shape[0] <= FORWARD_HESSIAN_MAX_PARAMS:
+        return jax.jacfwd(jax.jacfwd(nll))(flat)
+    return jax.hessian(nll)(flat)
 
 
 @eqx.filter_jit
