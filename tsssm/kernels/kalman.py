@@ -119,6 +119,11 @@ def _time_step(arrays: StateSpaceArrays, num_steps: int):
     return scanned, at
 
 
+def _mm(a, b):
+    """Matrix product as a broadcast multiply and sum (fused into a loop by XLA, not a library call)."""
+    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
 def _masked_observation(H, R, d, y, mask):
     """Zero the rows of missing entries: H and y rows vanish, R becomes the identity there.
 
@@ -153,13 +158,13 @@ def _update(mean, cov, y, mask, H, R, d):
     Hm, Rm, ym = _masked_observation(H, R, d, y, mask)
     num_aug = mean.shape[1]
     target = jnp.concatenate([ym[:, None], jnp.zeros((ym.shape[0], num_aug - 1), ym.dtype)], axis=1)
-    innovation = target - Hm @ mean
-    PHt = cov @ Hm.T
-    S = symmetrize(Hm @ PHt + Rm)
+    innovation = target - _mm(Hm, mean)
+    PHt = _mm(cov, Hm.T)
+    S = symmetrize(_mm(Hm, PHt) + Rm)
     solve, log_det = _innovation_solver(S)
     gain = solve(PHt.T).T
-    filtered_mean = mean + gain @ innovation
-    filtered_cov = symmetrize(cov - gain @ PHt.T)
+    filtered_mean = mean + _mm(gain, innovation)
+    filtered_cov = symmetrize(cov - _mm(gain, PHt.T))
     information = innovation.T @ solve(innovation)
     log_norm = -0.5 * (jnp.sum(mask) * LOG_2PI + log_det)
     return filtered_mean, filtered_cov, innovation, S, information, log_norm
@@ -167,9 +172,9 @@ def _update(mean, cov, y, mask, H, R, d):
 
 def _predict(mean, cov, F, Q, c):
     """Time update of the augmented mean; the offset enters column 0 only."""
-    predicted_mean = F @ mean
+    predicted_mean = _mm(F, mean)
     predicted_mean = predicted_mean.at[:, 0].add(c)
-    return predicted_mean, symmetrize(F @ cov @ F.T + Q)
+    return predicted_mean, symmetrize(_mm(_mm(F, cov), F.T) + Q)
 
 
 def _augmented_initial(init: InitialState):
@@ -434,7 +439,17 @@ def log_likelihood(
 
         def full_chunk(collapsing):
             def run(carry, ops):
-                carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
+                if collapsing:
+                    carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
+                else:  # the diffuse columns are zero: carry only the mean's first column
+                    lean = jax.lax.scan(
+                        lambda c, x: (full(c, x), None),
+                        carry._replace(mean=carry.mean[:, :1], info_sum=carry.info_sum[:1, :1]),
+                        chunk_xs,
+                    )[0]
+                    carry = lean._replace(
+                        mean=carry.mean.at[:, :1].set(lean.mean), info_sum=carry.info_sum.at[0, 0].set(lean.info_sum[0, 0])
+                    )
                 if collapsing:  # fold delta in once the chunk's data identify it
                     mean, cov, valid = _collapse_carry(carry.mean, carry.cov, carry.info_sum)
                     carry = carry._replace(mean=mean, cov=cov, collapsed=valid)
