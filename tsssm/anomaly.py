@@ -60,6 +60,59 @@ def series_scores(scores, *, how: str = "mean", top_fraction: float = 0.1):
     return _aggregate(array, how, top_fraction)
 
 
+def panel_scores(estimator, y, X=None) -> np.ndarray:
+    """Per-step scores ``(B, T)`` of a panel of short series (e.g. one heartbeat per series).
+
+    Works with any fitted estimator whose ``score_samples(y)`` returns per-step scores, higher
+    = more anomalous: a long frame (``unique_id``, ``ds``, ``score``) for a panel, a Series for
+    one series, or an array ``(B, T)``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        E.g. ``tsssm.PhaseFactor``, a classical estimator fitted with ``pooled=True``,
+        ``tsssm.DeepMarkovModel``.
+    y : array (B, T) or (B, T, D), or a long DataFrame
+        A 2-D array holds B univariate series of T steps (rows are series, unlike the ``(T, D)``
+        layout of one multivariate series that the estimators read from a 2-D array).
+    X : optional
+        Exogenous inputs, passed on to ``score_samples``.
+
+    Returns
+    -------
+    np.ndarray (B, T)
+        Row b holds the scores of the b-th series (array order, or the order of first appearance
+        of ``unique_id`` in a frame), NaN past its end and where the model gives none.
+    """
+    if isinstance(y, pd.DataFrame):
+        data = y
+    else:
+        data = np.asarray(y, dtype=float)
+        if data.ndim == 2:
+            data = data[:, :, None]
+        if data.ndim != 3:
+            raise DataError(f"y must be an array (series, time) or (series, time, columns), or a long frame; got shape {data.shape}")
+    scores = estimator.score_samples(data) if X is None else estimator.score_samples(data, X)
+    if isinstance(scores, pd.Series):
+        return scores.to_numpy(dtype=float)[None, :]
+    if isinstance(scores, pd.DataFrame):
+        missing = [c for c in ("unique_id", "score") if c not in scores.columns]
+        if missing:
+            raise DataError(f"score_samples of {type(estimator).__name__} returned a frame without the columns {missing}")
+        rows = [g.to_numpy(dtype=float) for _, g in scores.groupby("unique_id", sort=False)["score"]]
+        out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+        for b, row in enumerate(rows):
+            out[b, : len(row)] = row
+        return out
+    array = np.asarray(scores, dtype=float)
+    if array.ndim != 2:
+        raise DataError(
+            f"score_samples of {type(estimator).__name__} returned shape {array.shape}; panel_scores needs per-step scores "
+            "per series (a long frame, a Series or an array (series, time))"
+        )
+    return array
+
+
 def _aggregate(array: np.ndarray, how: str, top_fraction: float) -> np.ndarray:
     empty = np.all(np.isnan(array), axis=1)
     if np.any(empty):

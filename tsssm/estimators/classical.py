@@ -63,8 +63,8 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
     pooled : bool
         Panels (a long frame, several series): with ``False`` (default) every series gets its own
         parameters; with ``True`` all series share one parameter set, estimated by maximising
-        their joint log-likelihood :math:`\sum_b \log L_b(\theta)` (each series keeps its own
-        Kalman filter and initial state; :func:`tsssm.inference.mle.fit_pooled`). A pooled model
+        their joint log-likelihood, the sum of the series' log-likelihoods (each series keeps its
+        own Kalman filter and initial state; :func:`tsssm.inference.mle.fit_pooled`). A pooled model
         scores and predicts *new* series (e.g. test heartbeats) with the shared parameters, has
         standard errors and a ``summary()``. No effect on a single series.
     time_unit : str, pandas.Timedelta or float, optional
