@@ -142,5 +142,5 @@ def test_phase_factor_rejects_phases_it_was_not_fitted_on(phase_model):
     with pytest.raises(tsssm.DataError, match="0, 1, ..., 29"):
         phase_model.score_samples(longer)
     uneven = pd.DataFrame({"unique_id": 0, "ds": [0.0, 1.0, 1.37, 2.0, 3.0], "y0": np.zeros(5)})
-    with pytest.raises(tsssm.DataError, match="times as phases"):
+    with pytest.raises(tsssm.DataError, match="irregular"):
         phase_model.score_samples(uneven)

@@ -754,20 +754,22 @@ class PhaseFactor(StateSpaceEstimator):
 
 
 def _phases(data: mle.SeriesData, meta: PanelMeta, limit: int | None = None) -> np.ndarray:
-    """Integer phases (B, T) of a panel's times (0 on padding); a DataError unless whole and in range."""
+    """Integer phases (B, T) of a regular panel's times (0 on padding); a DataError past ``limit``.
+
+    :func:`tsssm.data.to_panel` puts a regular panel on the integer grid 0, 1, ... from its first
+    timestamp (irregular panels are rejected before this), so the times are whole numbers.
+    """
     times = np.asarray(data.times, float)
     valid = np.arange(times.shape[1])[None, :] < np.asarray(meta.lengths)[:, None]
-    whole = np.abs(times - np.round(times)) < 1e-9
-    upper = np.inf if limit is None else limit
-    bad = valid & ~(whole & (times >= 0) & (times < upper))
-    if np.any(bad):
-        b, t = np.argwhere(bad)[0]
-        span = "0, 1, 2, ..." if limit is None else f"0, 1, ..., {limit - 1} (the phases the model was fitted on)"
+    phases = np.where(valid, np.round(times), 0).astype(int)
+    if limit is not None and np.any(phases >= limit):
+        b, t = np.argwhere(phases >= limit)[0]
         raise DataError(
-            f"PhaseFactor reads each series' times as phases {span}, but series {meta.series_ids[b]!r} has time "
-            f"{times[b, t]!r} at row {t}; give every beat ds = 0, 1, ... (its sample index)"
+            f"PhaseFactor reads each series' times as phases 0, 1, ..., {limit - 1} (those it was fitted on), but "
+            f"series {meta.series_ids[b]!r} reaches phase {phases[b, t]} at row {t}; score beats of at most {limit} "
+            "samples, with ds = 0, 1, ... (the sample index)"
         )
-    return np.where(valid, np.round(times), 0).astype(int)
+    return phases
 
 
 class ARIMA(StateSpaceEstimator):
