@@ -12,6 +12,12 @@ thresholds computed point-wise (**no point adjustment**: point-adjusted F1, whic
 labelled segment as found once any point in it is flagged, inflates results and is not
 reported here), and :func:`peak_in_window`, the fraction of single-anomaly series whose highest
 score falls inside the labelled window.
+
+Panels of short series (one heartbeat per series): :func:`panel_scores` collects any fitted
+estimator's per-step scores as an array (series, time), :func:`series_scores` reduces them to
+one score per series. Long recordings: :class:`StreamingScorer` scores new data window by
+window with a classical model fitted on a normal prefix, carrying the Kalman filter state, so
+that it compiles once however many windows it sees.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from tsssm.errors import DataError
+from tsssm._config import float64
+from tsssm.errors import DataError, NotFittedError
+from tsssm.estimators.classical import StateSpaceEstimator
+from tsssm.inference import mle, posterior
 
 SERIES_AGGREGATIONS = ("mean", "max", "top")
 
@@ -227,3 +236,142 @@ def _checked(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     if labels.min() == labels.max():
         raise DataError("labels hold only one class; the metrics need both normal (0) and anomalous (1) examples")
     return labels.astype(int), scores
+
+
+class StreamingScorer:
+    r"""Per-step scores of a long recording, window by window, carrying the Kalman filter state.
+
+    Fit a classical estimator on a normal prefix of the recording, then feed the rest to
+    :meth:`update` in pieces of any length as it arrives. Each piece is cut into windows of
+    ``window`` steps (the last one padded with masked steps that leave the state unchanged) and
+    every window goes through one compiled program
+    (:func:`tsssm.inference.posterior.filter_window`): a recording of any length compiles
+    once. The filter state (predicted state mean and covariance, and the information about
+    diffuse initial states) passes from each window to the next, so the scores are exactly
+    those of one pass of ``score_samples`` over the prefix and everything fed so far:
+
+    .. math::
+
+        s_t = -\log p(y_t \mid y_{1:t-1}; \hat\theta),
+
+    0 at steps with nothing observed, NaN while diffuse initial states are not identified.
+
+    Parameters
+    ----------
+    estimator : fitted classical estimator
+        ``UnobservedComponents``, ``LocalLevel``, ``ARIMA``, ``LinearGaussianSSM``, ... fitted by
+        maximum likelihood on one series on a regular grid (time-invariant transitions); its
+        training data is the prefix that the scorer filters first.
+    window : int
+        Steps per compiled window.
+
+    Attributes
+    ----------
+    state : tsssm.kernels.kalman.FilterState
+        The filter after the last step seen.
+    steps_ : int
+        Steps fed to :meth:`update` so far.
+    windows_ : int
+        Windows filtered so far (the prefix's included).
+    """
+
+    def __init__(self, estimator, window: int = 256):
+        if not isinstance(estimator, StateSpaceEstimator):
+            raise DataError(
+                f"StreamingScorer carries a Kalman filter state, which {type(estimator).__name__} does not have: pass a "
+                "classical estimator (UnobservedComponents, ARIMA, LinearGaussianSSM, ...) or score windows with "
+                "the estimator's score_samples"
+            )
+        if not hasattr(estimator, "params_"):
+            raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet: fit it on the normal prefix first")
+        if not isinstance(estimator.params_, dict) or np.ndim(estimator.data_.values) != 2:
+            raise DataError("StreamingScorer continues one series: fit the estimator on one series (the normal prefix), not a panel")
+        if estimator.method != "mle":
+            raise DataError(f"StreamingScorer uses plug-in parameters: fit with method='mle', not {estimator.method!r}")
+        if getattr(estimator.model_, "continuous_time", False):
+            raise DataError(
+                "the estimator was fitted on irregular timestamps (a continuous-time model); StreamingScorer needs a "
+                "regular grid: resample the recording onto one (missing steps may stay NaN)"
+            )
+        if int(window) < 1:
+            raise DataError(f"window must be a positive number of steps, got {window!r}")
+        self.window = int(window)
+        self._model = estimator.model_
+        self._params = {k: np.asarray(v, float) for k, v in estimator.params_.items()}
+        prefix = estimator.data_
+        self._num_columns = prefix.values.shape[1]
+        self._num_inputs = None if prefix.inputs is None else prefix.inputs.shape[1]
+        self._time = 0
+        self.steps_ = 0
+        self.windows_ = 0
+        first = self._window(np.zeros((0, self._num_columns)), np.zeros((0, self._num_columns), bool), self._empty_inputs(0))
+        with float64():
+            self.state = posterior.initial_filter_state(self._model, self._params, first[0])
+        self._filter(np.asarray(prefix.values, float), np.asarray(prefix.mask, bool), prefix.inputs)
+
+    def _empty_inputs(self, n):
+        return None if self._num_inputs is None else np.zeros((n, self._num_inputs))
+
+    def _window(self, values, mask, inputs):
+        """One padded window: (SeriesData, keep)."""
+        n, W = values.shape[0], self.window
+        keep = np.arange(W) < n
+        pad = ((0, W - n), (0, 0))
+        data = mle.SeriesData(
+            self._time + np.arange(W, dtype=float),
+            np.pad(np.where(mask, values, 0.0), pad),
+            np.pad(mask, pad),
+            None if inputs is None else np.pad(np.asarray(inputs, float), pad),
+        )
+        return data, keep
+
+    def _filter(self, values, mask, inputs) -> np.ndarray:
+        scores = []
+        for start in range(0, values.shape[0], self.window):
+            stop = min(start + self.window, values.shape[0])
+            data, keep = self._window(values[start:stop], mask[start:stop], None if inputs is None else inputs[start:stop])
+            with float64():
+                self.state, density = posterior.filter_window(self._model, self._params, self.state, data, keep)
+            scores.append(-np.asarray(density, float)[: stop - start])
+            self._time += stop - start
+            self.windows_ += 1
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+    def update(self, values, X=None) -> np.ndarray:
+        r"""Scores of the next steps of the recording.
+
+        Parameters
+        ----------
+        values : array (n,) or (n, D)
+            The next n observations, continuing the grid (NaN = missing).
+        X : array (n, U), optional
+            Their exogenous inputs (required when the estimator was fitted with ``X``).
+
+        Returns
+        -------
+        np.ndarray (n,)
+            :math:`-\log p(y_t \mid y_{<t})` per step.
+        """
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[1] != self._num_columns:
+            raise DataError(
+                f"values must have shape (n,) or (n, {self._num_columns}) (the columns the model was fitted on), got "
+                f"{np.shape(values)}"
+            )
+        if np.isinf(values).any():
+            raise DataError(f"values hold infinite entries (first at row {int(np.argwhere(np.isinf(values))[0, 0])}); use NaN for missing")
+        inputs = None
+        if self._num_inputs is not None:
+            if X is None:
+                raise DataError(f"the model was fitted with {self._num_inputs} exogenous inputs: pass X of shape (n, {self._num_inputs})")
+            inputs = np.asarray(X, dtype=float)
+            inputs = inputs[:, None] if inputs.ndim == 1 else inputs
+            if inputs.shape != (values.shape[0], self._num_inputs) or not np.isfinite(inputs).all():
+                raise DataError(f"X must be finite with shape ({values.shape[0]}, {self._num_inputs}), got shape {np.shape(X)}")
+        elif X is not None:
+            raise DataError("X was given, but the model was fitted without exogenous inputs")
+        scores = self._filter(values, np.isfinite(values), inputs)
+        self.steps_ += values.shape[0]
+        return scores
