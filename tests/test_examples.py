@@ -72,13 +72,8 @@ def test_nowcast_monthly_quarterly_runs(capsys):
     assert "mariano-murasawa" in out and "nowcast of gdp for the quarter starting 2025-01-01" in out
 
 
-@pytest.mark.slow
-def test_bayesian_structural_notebook_runs(monkeypatch):
-    """Execute the notebook with tiny NUTS settings (TSSSM_EXAMPLE_FAST=1) in a fresh kernel.
-
-    Marked slow: two NUTS fits in a fresh kernel take ~100 s on the shared 2-core machine,
-    almost all of it compilation.
-    """
+def _run_notebook(name: str, monkeypatch) -> str:
+    """Execute ``examples/<name>`` with small settings (TSSSM_EXAMPLE_FAST=1) in a fresh kernel; its printed text."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     root = EXAMPLES.parent
@@ -86,12 +81,22 @@ def test_bayesian_structural_notebook_runs(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # the kernel must import this checkout's tsssm, as the test process does
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    nb = nbformat.read(EXAMPLES / "bayesian_structural.ipynb", as_version=4)
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "strip the notebook's outputs"
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}).execute()
-    text = "\n".join(
+    return "\n".join(
         out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "stream"
     )
+
+
+@pytest.mark.slow
+def test_bayesian_structural_notebook_runs(monkeypatch):
+    """Execute the notebook with tiny NUTS settings (TSSSM_EXAMPLE_FAST=1) in a fresh kernel.
+
+    Marked slow: two NUTS fits in a fresh kernel take ~100 s on the shared 2-core machine,
+    almost all of it compilation.
+    """
+    text = _run_notebook("bayesian_structural.ipynb", monkeypatch)
     assert "posterior mean:" in text and "Bayesian / plug-in" in text
     widths = [float(w) for w in text.split("Bayesian / plug-in:")[1].strip(" []\n").split()]
     assert min(widths) >= 1.0
@@ -117,18 +122,7 @@ def test_ecg5000_anomaly_notebook_runs(monkeypatch):
     Marked slow: a fresh kernel, the pooled fit and three compiled scorers take 35-60 s on the
     shared 2-core machine.
     """
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    root = EXAMPLES.parent
-    monkeypatch.setenv("TSSSM_EXAMPLE_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    nb = nbformat.read(EXAMPLES / "ecg5000_anomaly.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), "strip the notebook's outputs"
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}).execute()
-    text = "\n".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "stream"
-    )
+    text = _run_notebook("ecg5000_anomaly.ipynb", monkeypatch)
     # 600 of the 4,500 test beats: the full set gives AUROC 0.9930 (docs/benchmarks.md); a subset of
     # 600 moves it by about +-0.003 (its standard error), so 0.98 leaves a wide margin
     auroc = float(text.split("AUROC ")[1].split()[0])
