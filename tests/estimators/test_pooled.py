@@ -138,6 +138,8 @@ def test_phase_factor_bad_input_raises_data_error(beats, make, data, message):
 
 
 def test_phase_factor_rejects_phases_it_was_not_fitted_on(phase_model):
+    with pytest.raises(tsssm.DataError, match="forecast reaches phase 30"):
+        phase_model.forecast(1)
     longer = np.zeros((1, 35, 1))
     with pytest.raises(tsssm.DataError, match="0, 1, ..., 29"):
         phase_model.score_samples(longer)

@@ -752,6 +752,22 @@ class PhaseFactor(StateSpaceEstimator):
             _phases(data, meta, self.model_.length)
         return data, meta, params
 
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
+        """Predictive distribution of the rest of each beat (phases up to the last fitted one).
+
+        As :meth:`StateSpaceEstimator.forecast`; a DataError for phases past the fitted ones,
+        where the model says nothing.
+        """
+        self._check_fitted()
+        self._check_horizon(horizon, times)
+        future_t, _ = future_times(self.meta_, horizon, times=times)
+        if np.max(future_t) > self.model_.length - 1:
+            raise DataError(
+                f"PhaseFactor models phases 0 to {self.model_.length - 1}, but the forecast reaches phase "
+                f"{int(np.max(future_t))}: forecast the rest of shorter (partial) beats only"
+            )
+        return super().forecast(horizon, times=times, X=X, levels=levels, num_samples=num_samples)
+
 
 def _phases(data: mle.SeriesData, meta: PanelMeta, limit: int | None = None) -> np.ndarray:
     """Integer phases (B, T) of a regular panel's times (0 on padding); a DataError past ``limit``.
