@@ -100,7 +100,9 @@ def panel_scores(estimator, y, X=None) -> np.ndarray:
         if data.ndim == 2:
             data = data[:, :, None]
         if data.ndim != 3:
-            raise DataError(f"y must be an array (series, time) or (series, time, columns), or a long frame; got shape {data.shape}")
+            raise DataError(
+                f"y must be an array (series, time) or (series, time, columns), or a long frame; got shape {data.shape}"
+            )
     scores = estimator.score_samples(data) if X is None else estimator.score_samples(data, X)
     if isinstance(scores, pd.Series):
         return scores.to_numpy(dtype=float)[None, :]
@@ -285,7 +287,9 @@ class StreamingScorer:
         if not hasattr(estimator, "params_"):
             raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet: fit it on the normal prefix first")
         if not isinstance(estimator.params_, dict) or np.ndim(estimator.data_.values) != 2:
-            raise DataError("StreamingScorer continues one series: fit the estimator on one series (the normal prefix), not a panel")
+            raise DataError(
+                "StreamingScorer continues one series: fit the estimator on one series (the normal prefix), not a panel"
+            )
         if estimator.method != "mle":
             raise DataError(f"StreamingScorer uses plug-in parameters: fit with method='mle', not {estimator.method!r}")
         if getattr(estimator.model_, "continuous_time", False):
@@ -361,15 +365,20 @@ class StreamingScorer:
                 f"{np.shape(values)}"
             )
         if np.isinf(values).any():
-            raise DataError(f"values hold infinite entries (first at row {int(np.argwhere(np.isinf(values))[0, 0])}); use NaN for missing")
+            row = int(np.argwhere(np.isinf(values))[0, 0])
+            raise DataError(f"values hold infinite entries (first at row {row}); use NaN for missing values")
         inputs = None
         if self._num_inputs is not None:
             if X is None:
-                raise DataError(f"the model was fitted with {self._num_inputs} exogenous inputs: pass X of shape (n, {self._num_inputs})")
+                raise DataError(
+                    f"the model was fitted with {self._num_inputs} exogenous inputs: pass X of shape (n, {self._num_inputs})"
+                )
             inputs = np.asarray(X, dtype=float)
             inputs = inputs[:, None] if inputs.ndim == 1 else inputs
             if inputs.shape != (values.shape[0], self._num_inputs) or not np.isfinite(inputs).all():
-                raise DataError(f"X must be finite with shape ({values.shape[0]}, {self._num_inputs}), got shape {np.shape(X)}")
+                raise DataError(
+                    f"X must be finite with shape ({values.shape[0]}, {self._num_inputs}), got shape {np.shape(X)}"
+                )
         elif X is not None:
             raise DataError("X was given, but the model was fitted without exogenous inputs")
         scores = self._filter(values, np.isfinite(values), inputs)

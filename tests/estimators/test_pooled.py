@@ -70,7 +70,8 @@ def test_pooled_log_likelihood_is_the_sum_of_single_series_ones(ragged_long, poo
 
 def test_pooled_mle_recovers_the_parameters_within_standard_errors(pooled):
     table = pooled.summary()
-    for name, truth in (("sigma2_irregular", TRUE["sigma2_irregular"]), ("sigma2_ar", TRUE["sigma2_ar"]), ("ar.L1", TRUE["ar"])):
+    for name, key in (("sigma2_irregular", "sigma2_irregular"), ("sigma2_ar", "sigma2_ar"), ("ar.L1", "ar")):
+        truth = TRUE[key]
         estimate, se = table.loc[name, "estimate"], table.loc[name, "std_error"]
         assert 0.0 < se < 0.2, name
         assert abs(estimate - truth) < 4.0 * se, (name, estimate, truth, se)

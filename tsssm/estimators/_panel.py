@@ -43,7 +43,7 @@ class PanelMixin:
 
     @staticmethod
     def _wants_panel(meta) -> bool:
-        """A long frame, or several series: one set of parameters per series."""
+        """A long frame, or several series: a panel."""
         return meta.layout == "long" or len(meta.series_ids) > 1
 
     # ------------------------------------------------------------------ fit

@@ -580,8 +580,9 @@ class UnobservedComponents(StateSpaceEstimator):
         self.autoregressive = autoregressive
         self.components = components
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _structure(self) -> StructuralModel:
@@ -672,8 +673,9 @@ class LinearGaussianSSM(StateSpaceEstimator):
     ):
         self.state_dim = state_dim
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):
@@ -837,8 +839,9 @@ class ARIMA(StateSpaceEstimator):
         self.seasonal_order = seasonal_order
         self.trend = trend
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):

@@ -512,7 +512,8 @@ def collapse_predicted(result: FilterResult, information_before=0.0) -> Moments:
 
     ``information_before`` is the information summed over data before ``result`` (streaming).
     """
-    return _collapse(result.predicted_mean, result.predicted_cov, _exclusive_cumsum(result.information) + information_before)
+    information = _exclusive_cumsum(result.information) + information_before
+    return _collapse(result.predicted_mean, result.predicted_cov, information)
 
 
 def collapse_filtered(result: FilterResult) -> Moments:
@@ -529,7 +530,9 @@ def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
     return Moments(mean, symmetrize(cov), state.valid)
 
 
-def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array, information_before=0.0):
+def predictive_log_density(
+    result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array, information_before=0.0
+):
     r"""Per-step one-step-ahead log predictive density of the observed entries of y (T,).
 
     ``information_before``: as in :func:`collapse_predicted`.
