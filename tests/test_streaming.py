@@ -69,7 +69,9 @@ def test_streaming_bad_input_raises_data_error(recording, fitted):
         scorer.update(np.array([1.0, np.inf]), np.zeros(2))
     with pytest.raises(tsssm.DataError, match="window"):
         anomaly.StreamingScorer(fitted, window=0)
-    panel = tsssm.LocalLevel().fit(np.random.default_rng(0).normal(size=(2, 20, 1)))
+    # parameters fixed: the panel "fit" only filters (no optimiser to compile)
+    fixed = {"sigma2_irregular": 1.0, "sigma2_level": 0.1}
+    panel = tsssm.LocalLevel(fixed_params=fixed).fit(np.random.default_rng(0).normal(size=(2, 20, 1)))
     with pytest.raises(tsssm.DataError, match="one series"):
         anomaly.StreamingScorer(panel)
     with pytest.raises(tsssm.DataError, match="Kalman filter state"):
