@@ -29,6 +29,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from tsssm._config import float64
 from tsssm.errors import DataError, NotFittedError
 from tsssm.estimators.classical import StateSpaceEstimator
+from tsssm.estimators.dynamic_factor import DynamicFactor
 from tsssm.inference import mle, posterior
 
 SERIES_AGGREGATIONS = ("mean", "max", "top")
@@ -296,6 +297,12 @@ class StreamingScorer:
             raise DataError(
                 "the estimator was fitted on irregular timestamps (a continuous-time model); StreamingScorer needs a "
                 "regular grid: resample the recording onto one (missing steps may stay NaN)"
+            )
+        if isinstance(estimator, DynamicFactor) and estimator.frequencies_:
+            raise DataError(
+                f"StreamingScorer feeds values on the model's grid as they come; the low-frequency columns "
+                f"{list(estimator.frequencies_)} of this DynamicFactor are placed at their period ends when it reads a "
+                "frame, which a stream does not do: score the recording with score_samples"
             )
         if int(window) < 1:
             raise DataError(f"window must be a positive number of steps, got {window!r}")
