@@ -114,6 +114,14 @@ def test_phase_factor_likelihood_is_the_dense_ppca_density(beats, phase_model):
     per_step = model.score_samples(new[:, :, None])
     totals = per_step.groupby("unique_id")["score"].sum().to_numpy()
     np.testing.assert_allclose(totals, -scipy.stats.multivariate_normal(p["template"], cov).logpdf(new), rtol=1e-9)
+    # missing samples: the density of a beat is the dense marginal of its observed samples
+    holed = new.copy()
+    holed[0, 5:12] = holed[1, ::3] = np.nan
+    got = phase_model.score(holed[:, :, None]).to_numpy()
+    for b in range(4):
+        seen = np.isfinite(holed[b])
+        marginal = scipy.stats.multivariate_normal(p["template"][seen], cov[np.ix_(seen, seen)]).logpdf(holed[b, seen])
+        np.testing.assert_allclose(got[b], marginal, rtol=1e-9)
 
 
 def test_phase_factor_flags_an_abnormal_beat_where_it_departs(beats, phase_model):
