@@ -710,20 +710,15 @@ class PhaseFactor(StateSpaceEstimator):
         Number of latent factors K.
     pooled : bool
         Must be True: the per-phase parameters are only identified across many series.
-    **kwargs
-        Shared options of :class:`StateSpaceEstimator` (``fixed_params``, ``start_params``,
-        ``maxiter``, ...). ``method="nuts"`` is not available (it fits one series).
+    fixed_params, start_params, maxiter, random_state
+        As for :class:`StateSpaceEstimator` (maximum likelihood only: ``method="nuts"`` fits one
+        series; the phases are grid steps, so there is no ``time_unit``).
     """
 
-    def __init__(
-        self, num_factors=2, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, pooled=True,
-        time_unit=None, random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
-    ):
+    def __init__(self, num_factors=2, *, fixed_params=None, start_params=None, maxiter=1000, pooled=True, random_state=None):
         self.num_factors = num_factors
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
-            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
-            num_chains=num_chains, priors=priors,
+            fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled, random_state=random_state
         )
 
     def _build_model(self, num_columns, exog):
