@@ -119,7 +119,7 @@ def test_deep_markov_pendulum_runs(tmp_path, capsys, monkeypatch):
 def test_ecg5000_anomaly_notebook_runs(monkeypatch):
     """Execute the ECG5000 notebook on 600 test beats (TSSSM_EXAMPLE_FAST=1) in a fresh kernel.
 
-    Marked slow: a fresh kernel, the pooled fit and three compiled scorers take 35-60 s on the
+    Marked slow: a fresh kernel, the pooled fit and three compiled scorers take 32-55 s on the
     shared 2-core machine.
     """
     text = _run_notebook("ecg5000_anomaly.ipynb", monkeypatch)

@@ -68,6 +68,13 @@ def test_pooled_log_likelihood_is_the_sum_of_single_series_ones(ragged_long, poo
     assert pooled.nobs_ == int(ragged_long["y"].notna().sum())
 
 
+def test_pooled_model_is_rebuilt_from_its_parameters(ragged_long, pooled, tmp_path):
+    with pytest.raises(tsssm.DataError, match="fixed_params=params_"):
+        pooled.save(tmp_path / "pooled.npz")
+    rebuilt = tsssm.UnobservedComponents("irregular", autoregressive=1, pooled=True, fixed_params=pooled.params_)
+    np.testing.assert_allclose(rebuilt.fit(ragged_long).log_likelihood_, pooled.log_likelihood_, rtol=1e-12)
+
+
 def test_pooled_mle_recovers_the_parameters_within_standard_errors(pooled):
     table = pooled.summary()
     for name, key in (("sigma2_irregular", "sigma2_irregular"), ("sigma2_ar", "sigma2_ar"), ("ar.L1", "ar")):

@@ -242,9 +242,13 @@ class PanelMixin:
         return mean, self._long(self.meta_, std, names)
 
     def _not_for_panels(self, what: str):
+        workaround = (
+            "keep params_ and rebuild the model later with fixed_params=params_ (the fit then only filters)"
+            if self._is_pooled()
+            else "fit one series (df[df.unique_id == id]) for it"
+        )
         raise DataError(
-            f"{what} is not available for a model fitted on {len(self.meta_.series_ids)} series (a panel) yet; "
-            "fit one series (df[df.unique_id == id]) for it"
+            f"{what} is not available for a model fitted on {len(self.meta_.series_ids)} series (a panel) yet; {workaround}"
         )
 
 
