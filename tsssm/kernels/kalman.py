@@ -187,21 +187,62 @@ def kalman_filter(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, ma
     Returns the full :class:`FilterResult`; use :func:`log_likelihood` when only the
     likelihood is needed (it stores nothing per step).
     """
+    return _filter_scan(arrays, _augmented_initial(init), y, mask)[1]
+
+
+def _filter_scan(arrays: StateSpaceArrays, start, y, mask, keep=None):
+    """The filter's scan from the augmented predicted ``start = (mean, cov)``.
+
+    With ``keep`` (T,) bool, steps where it is False leave the carried state unchanged (padding
+    of a fixed-shape window; their ``mask`` must be False). Returns ``((mean, cov), FilterResult)``
+    where ``(mean, cov)`` is the prediction for the step after the last kept one.
+    """
     scanned, at = _time_step(arrays, y.shape[0])
 
     def step(carry, xs):
         mean, cov = carry
-        sliced, y_t, m_t = xs
+        sliced, y_t, m_t, k_t = xs
         a = at(sliced)
         f_mean, f_cov, innov, S, info, log_norm = _update(
             mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
         )
         next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
+        if k_t is not None:
+            next_mean, next_cov = jnp.where(k_t, next_mean, mean), jnp.where(k_t, next_cov, cov)
         out = FilterResult(mean, cov, f_mean, f_cov, innov, S, info, log_norm)
         return (next_mean, next_cov), out
 
-    _, result = jax.lax.scan(step, _augmented_initial(init), (scanned, y, mask))
-    return result
+    return jax.lax.scan(step, start, (scanned, y, mask, keep))
+
+
+class FilterState(NamedTuple):
+    """The filter between two stretches of data (streaming): the augmented predicted ``mean``
+    (N, 1 + K) and ``cov`` (N, N) of the next step, and the ``information`` (1 + K, 1 + K) summed
+    over every step so far."""
+
+    mean: jax.Array
+    cov: jax.Array
+    information: jax.Array
+
+
+def initial_filter_state(init: InitialState) -> FilterState:
+    """The :class:`FilterState` before any data."""
+    mean, cov = _augmented_initial(init)
+    return FilterState(mean, cov, jnp.zeros((mean.shape[1], mean.shape[1]), cov.dtype))
+
+
+def filter_window(arrays: StateSpaceArrays, state: FilterState, y, mask, keep) -> tuple[FilterState, jax.Array]:
+    r"""Filter one fixed-shape window (W steps) from ``state``; per-step log predictive densities.
+
+    Steps with ``keep`` False are padding (their ``mask`` must be False): they change nothing
+    and get density 0. Filtering a series window by window, carrying the returned state, gives
+    exactly the per-step :func:`predictive_log_density` of one pass over the whole series
+    (NaN during the diffuse burn-in), because the augmented filter's state and the summed
+    information are all that one step passes to the next.
+    """
+    (mean, cov), result = _filter_scan(arrays, (state.mean, state.cov), y, mask, keep)
+    density = predictive_log_density(result, arrays, y, mask, state.information)
+    return FilterState(mean, cov, state.information + jnp.sum(result.information, axis=0)), density
 
 
 def diffuse_log_likelihood(information_sum: jax.Array, log_norm_sum: jax.Array) -> jax.Array:
@@ -499,9 +540,13 @@ def _exclusive_cumsum(x: jax.Array) -> jax.Array:
     return jnp.cumsum(x, axis=0) - x
 
 
-def collapse_predicted(result: FilterResult) -> Moments:
-    """One-step-ahead state moments given y before t; ``valid`` False during the diffuse burn-in."""
-    return _collapse(result.predicted_mean, result.predicted_cov, _exclusive_cumsum(result.information))
+def collapse_predicted(result: FilterResult, information_before=0.0) -> Moments:
+    """One-step-ahead state moments given y before t; ``valid`` False during the diffuse burn-in.
+
+    ``information_before`` is the information summed over data before ``result`` (streaming).
+    """
+    information = _exclusive_cumsum(result.information) + information_before
+    return _collapse(result.predicted_mean, result.predicted_cov, information)
 
 
 def collapse_filtered(result: FilterResult) -> Moments:
@@ -518,15 +563,19 @@ def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
     return Moments(mean, symmetrize(cov), state.valid)
 
 
-def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array):
+def predictive_log_density(
+    result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array, information_before=0.0
+):
     r"""Per-step one-step-ahead log predictive density of the observed entries of y (T,).
+
+    ``information_before``: as in :func:`collapse_predicted`.
 
     Steps where the diffuse prior is not yet identified get NaN; steps with no observation get 0.
     Summed over the valid steps this equals the diffuse log-likelihood plus
     :math:`\log|\det M|`, where :math:`M` maps the diffuse vector to the first observations
     that identify it (1 for a local level or a local linear trend).
     """
-    pred = observation_moments(arrays, collapse_predicted(result))
+    pred = observation_moments(arrays, collapse_predicted(result, information_before))
     m = mask.astype(y.dtype)
     resid = jnp.where(mask, y - pred.mean, 0.0)
     cov = pred.cov * (m[:, :, None] * m[:, None, :]) + jax.vmap(jnp.diag)(1.0 - m)
