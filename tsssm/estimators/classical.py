@@ -177,7 +177,8 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
 
     @staticmethod
     def _jax(data: mle.SeriesData) -> mle.SeriesData:
-        return mle.SeriesData(*(None if a is None else jnp.asarray(a) for a in data))
+        # device_put, not jnp.asarray: no conversion program to compile on a first fit
+        return mle.SeriesData(*(None if a is None else jax.device_put(np.asarray(a)) for a in data))
 
     # ------------------------------------------------------------------ fit
     def fit(self, y, X=None):

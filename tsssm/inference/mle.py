@@ -376,13 +376,13 @@ def fit_pooled(model, data: SeriesData, lengths, *, fixed_params=None, start_par
 
 def _maximise(model, layout: ParamLayout, data: SeriesData, theta0, nobs: int, maxiter: int, loglik) -> MLEResult:
     """The BFGS of :func:`fit` and :func:`fit_pooled` from ``theta0`` (objective ``-loglik / nobs``)."""
-    scale = jnp.asarray(float(nobs))
+    scale = jax.device_put(np.float64(nobs))  # device_put: jnp.asarray would compile a conversion
     if layout.size == 0:
         params = _constrained(layout, jnp.zeros(0))
         ll = float(_loglik_jit(model, params, data, loglik))
         _check_finite(ll)
         return MLEResult(_to_numpy(params), ll, True, 0, "all parameters fixed")
-    theta, iterations, value, grad = _bfgs(model, layout, jnp.asarray(theta0), data, scale, maxiter, GTOL, loglik)
+    theta, iterations, value, grad = _bfgs(model, layout, jax.device_put(np.asarray(theta0, float)), data, scale, maxiter, GTOL, loglik)
     theta, iterations, value, grad_norm, message = _polish(
         model, layout, data, scale, theta0, (theta, iterations, value, grad), maxiter, loglik
     )
@@ -396,7 +396,7 @@ def _maximise(model, layout: ParamLayout, data: SeriesData, theta0, nobs: int, m
         )
     ll = -value * nobs
     _check_finite(ll)
-    return MLEResult(_to_numpy(_constrained(layout, jnp.asarray(theta))), ll, converged, iterations, message)
+    return MLEResult(_to_numpy(_constrained(layout, jax.device_put(np.asarray(theta, float)))), ll, converged, iterations, message)
 
 
 GTOL = 1e-7
