@@ -93,3 +93,16 @@ def test_scan_2d_by_hand_and_causal_in_time():
     # the time state carries the change along time, the variate state hands it to the next variate
     assert np.all(d1[1, 2:] > 0) and np.all(d1[2:, 3:] > 0) and np.all(d1[2:, 2] == 0)
     assert np.all(d2[1:, 2] > 0) and np.all(d2[2:, 3:] > 0) and np.all(d2[1, 3:] == 0)
+
+
+def test_scan_2d_in_chunks_of_time():
+    """Scanning times [0, 4) and then [4, 9) from the first chunk's last column equals one scan (both
+    versions, both variate directions)."""
+    args = _random(jax.random.key(11), (4, 9, 3), 6)
+    for fn in (scan_2d, scan_2d_loop):
+        for rev in (False, True):
+            whole = fn(*args, reverse_variates=rev)
+            first = fn(*(a[:, :4] for a in args), reverse_variates=rev)
+            second = fn(*(a[:, 4:] for a in args), initial=(first[0][:, -1], first[1][:, -1]), reverse_variates=rev)
+            for w, f, s in zip(whole, first, second):
+                np.testing.assert_allclose(jnp.concatenate([f, s], axis=1), w, rtol=1e-12, atol=1e-12)

@@ -24,7 +24,9 @@ along time and one along variates:
     h^{(2)}_{v,t} &= a^{(3)}_{v,t} \odot h^{(1)}_{v-1,t} + a^{(4)}_{v,t} \odot h^{(2)}_{v-1,t}
         + u^{(2)}_{v,t},
 
-with zero boundaries (:math:`h_{v,0} = h_{0,t} = 0`). ``reverse_variates=True`` runs the variate
+with zero boundaries (:math:`h_{0,t} = 0`; :math:`h_{v,0} = 0` unless initial time-boundary states
+are given, which lets a long grid be scanned in chunks of time, the last column of one chunk being
+the boundary of the next). ``reverse_variates=True`` runs the variate
 direction from the last variate (:math:`v-1` becomes :math:`v+1`). Every state depends only on
 inputs at earlier or equal times, so the recurrence is causal in time whichever way the
 variates are scanned.
@@ -80,12 +82,12 @@ def selective_scan_loop(a, b, *, reverse: bool = False):
     return jax.lax.fori_loop(0, T, body, (jnp.zeros_like(b[0]), jnp.zeros_like(b)))[1]
 
 
-def _shift_time(x):
-    """``x[t-1]`` at row t, zero at row 0."""
-    return jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]], axis=0)
+def _shift_time(x, first):
+    """``x[t-1]`` at row t, ``first`` at row 0."""
+    return jnp.concatenate([first[None], x[:-1]], axis=0)
 
 
-def scan_2d(a1, a2, a3, a4, u1, u2, *, reverse_variates: bool = False):
+def scan_2d(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = False):
     r"""The 2-D selective scan (module docstring): ``(h1, h2)``, each ``(V, T, ...)``.
 
     Parameters
@@ -96,25 +98,31 @@ def scan_2d(a1, a2, a3, a4, u1, u2, *, reverse_variates: bool = False):
         Weights of :math:`h^{(1)}_{v-1,t}` and :math:`h^{(2)}_{v-1,t}` in the variate state.
     u1, u2 : Array ``(V, T, ...)``
         Inputs of the time and the variate state.
+    initial : tuple of Array ``(V, ...)``, optional
+        The states :math:`(h^{(1)}_{v,0}, h^{(2)}_{v,0})` before the first time (zero if None).
     reverse_variates : bool
         Scan the variates from the last one.
     """
+    if initial is None:
+        initial = (jnp.zeros_like(u1[:, 0]), jnp.zeros_like(u2[:, 0]))
 
     def column(prev, inp):
         h1_prev, h2_prev = prev
-        a1v, a2v, a3v, a4v, u1v, u2v = inp
+        a1v, a2v, a3v, a4v, u1v, u2v, h1_0, h2_0 = inp
         h2 = a3v * h1_prev + a4v * h2_prev + u2v
-        h1 = selective_scan(a1v, a2v * _shift_time(h2) + u1v)
+        b = a2v * _shift_time(h2, h2_0) + u1v
+        h1 = selective_scan(a1v, b.at[0].add(a1v[0] * h1_0))
         return (h1, h2), (h1, h2)
 
     zero = jnp.zeros_like(u1[0])
-    _, (h1, h2) = jax.lax.scan(column, (zero, zero), (a1, a2, a3, a4, u1, u2), reverse=reverse_variates)
+    _, (h1, h2) = jax.lax.scan(column, (zero, zero), (a1, a2, a3, a4, u1, u2, *initial), reverse=reverse_variates)
     return h1, h2
 
 
-def scan_2d_loop(a1, a2, a3, a4, u1, u2, *, reverse_variates: bool = False):
+def scan_2d_loop(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = False):
     """Reference for :func:`scan_2d`: the cells one by one (variate-major order) in a ``fori_loop``."""
     V, T = a1.shape[:2]
+    h1_0, h2_0 = (jnp.zeros_like(u1[:, 0]), jnp.zeros_like(u2[:, 0])) if initial is None else initial
     step = 1 if reverse_variates else -1  # where the variate state comes from: v - 1 (or v + 1)
 
     def cell(k, hs):
@@ -122,8 +130,8 @@ def scan_2d_loop(a1, a2, a3, a4, u1, u2, *, reverse_variates: bool = False):
         i, t = k // T, k % T
         v = V - 1 - i if reverse_variates else i
         has_left, has_up = t > 0, i > 0
-        left1 = jnp.where(has_left, h1[v, jnp.maximum(t - 1, 0)], 0.0)
-        left2 = jnp.where(has_left, h2[v, jnp.maximum(t - 1, 0)], 0.0)
+        left1 = jnp.where(has_left, h1[v, jnp.maximum(t - 1, 0)], h1_0[v])
+        left2 = jnp.where(has_left, h2[v, jnp.maximum(t - 1, 0)], h2_0[v])
         up = jnp.clip(v + step, 0, V - 1)
         up1 = jnp.where(has_up, h1[up, t], 0.0)
         up2 = jnp.where(has_up, h2[up, t], 0.0)
