@@ -9,6 +9,7 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.chimera import Chimera, ChimeraClassifier
 from tsssm.estimators.deep_markov import DeepMarkovModel
 from tsssm.estimators.dynamic_factor import DynamicFactor
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
@@ -16,6 +17,8 @@ from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 __all__ = [
     "ARIMA",
     "BaseForecaster",
+    "Chimera",
+    "ChimeraClassifier",
     "DeepMarkovModel",
     "DynamicFactor",
     "LinearGaussianSSM",

@@ -46,27 +46,9 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
+from tsssm.inference.batching import SequenceBatch, as_batch, chunks, epoch_order, with_empty  # noqa: F401 (svi.as_batch)
+from tsssm.inference.network_mle import network_from_leaves, network_leaves, split_network  # noqa: F401 (svi.network_*)
 from tsssm.models.deep_markov import DeepMarkovNetwork, gaussian_kl
-
-
-class SequenceBatch(NamedTuple):
-    """Padded series: ``y (B, T, D)`` float32, ``mask (B, T, D)`` bool, ``delta (B, T)`` float32,
-    ``valid (B, T)`` bool."""
-
-    y: np.ndarray
-    mask: np.ndarray
-    delta: np.ndarray
-    valid: np.ndarray
-
-    def take(self, index) -> SequenceBatch:
-        return SequenceBatch(*(np.asarray(a)[index] for a in self))
-
-
-def as_batch(y, mask, delta, valid) -> SequenceBatch:
-    """Cast to the dtypes the networks expect (float32 values, bool masks)."""
-    return SequenceBatch(
-        np.asarray(y, np.float32), np.asarray(mask, bool), np.asarray(delta, np.float32), np.asarray(valid, bool)
-    )
 
 
 def _normal_logpdf(x, loc, scale):
@@ -112,25 +94,8 @@ def _objective(net, batch, key, beta):
 
 
 # ------------------------------------------------------------------------------ numpyro SVI
-def _split_network(net):
-    params, static = eqx.partition(net, eqx.is_inexact_array)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    return leaves, treedef, static
-
-
 def _param_names(count: int) -> list[str]:
     return [f"dmm.w{i:03d}" for i in range(count)]
-
-
-def network_from_leaves(template: DeepMarkovNetwork, leaves) -> DeepMarkovNetwork:
-    """A network shaped like ``template`` with the given weight arrays (order of :func:`network_leaves`)."""
-    _, treedef, static = _split_network(template)
-    return eqx.combine(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves]), static)
-
-
-def network_leaves(net: DeepMarkovNetwork) -> list:
-    """The weight arrays of ``net`` in a fixed order (what ``save`` writes)."""
-    return _split_network(net)[0]
 
 
 def _svi_model(batch, beta, *, leaves, treedef, static):
@@ -230,9 +195,8 @@ def fit(
     rng = np.random.default_rng(seed)
     n = train.y.shape[0]
     m = int(min(batch_size, n))
-    empty = SequenceBatch(*(np.zeros_like(a[:1]) for a in train))
-    padded_train = SequenceBatch(*(np.concatenate([a, e]) for a, e in zip(train, empty)))
-    leaves, treedef, static = _split_network(net)
+    padded_train = with_empty(train)
+    leaves, treedef, static = split_network(net)
     names = _param_names(len(leaves))
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
@@ -242,11 +206,8 @@ def fit(
 
     def loss_of(data: SequenceBatch, params, eval_key) -> float:
         total, count = 0.0, 0
-        num = data.y.shape[0]
-        padded = SequenceBatch(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in data))
-        for start in range(0, num, m):
-            idx = np.arange(start, start + m)
-            idx = np.where(idx < num, idx, num)
+        padded = with_empty(data)
+        for idx in chunks(data.y.shape[0], m):
             value, steps = evaluate(params, padded.take(idx), eval_key)
             total += float(value)
             count += int(steps)
@@ -258,8 +219,7 @@ def fit(
     eval_key = jax.random.key(seed + 1)
     for epoch in range(max_epochs):
         beta = jnp.float32(kl_schedule(epoch, kl_anneal_epochs, kl_anneal_start))
-        order = rng.permutation(n)
-        order = np.concatenate([order, np.full((-n) % m, n)])
+        order = epoch_order(rng, n, m)
         losses = []
         for start in range(0, len(order), m):
             batch = padded_train.take(order[start : start + m])

@@ -60,6 +60,7 @@ Everything here works on one series (arrays ``(T, V)``); networks compute in flo
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -147,8 +148,13 @@ class SelectiveHead2D(eqx.Module):
         return out + self.skip * z
 
 
-def _both_heads_both_directions(trend, season, z, delta):
-    """Run the trend and seasonal heads, each with the variates scanned both ways, as one 2-D scan."""
+def _both_heads_both_directions(trend, season, z, delta, initial, last):
+    """Run the trend and seasonal heads, each with the variates scanned both ways, as one 2-D scan.
+
+    The scan's states are ``(V, T, 2H, N, 2)`` (channels of both heads; last axis: forward and
+    variate-reversed direction). ``initial`` holds them before the first time (``(V, 2H, N, 2)``
+    each); the states at row ``last`` are returned with the outputs of both heads.
+    """
     channels = z.shape[-1]
     trend_args, trend_c = trend.discretise(z, delta)
     season_args, season_c = season.discretise(z, delta)
@@ -156,8 +162,10 @@ def _both_heads_both_directions(trend, season, z, delta):
     for t, s in zip(trend_args, season_args):
         both = jnp.concatenate([t, s], axis=2)  # (V, T, 2H, N)
         stacked.append(jnp.stack([both, both[::-1]], axis=-1))  # forward, and variates reversed
-    h1, h2 = (h[..., 0] + h[::-1, ..., 1] for h in scan_2d(*stacked))
-    return (
+    states = scan_2d(*stacked, initial=initial)
+    h1, h2 = (h[..., 0] + h[::-1, ..., 1] for h in states)
+    final = tuple(h[:, last] for h in states)
+    return final, (
         trend.read(z, trend_c, h1[:, :, :channels], h2[:, :, :channels]),
         season.read(z, season_c, h1[:, :, channels:], h2[:, :, channels:]),
     )
@@ -180,11 +188,12 @@ class ChimeraBlock(eqx.Module):
         self.gate = eqx.nn.Linear(channels, channels, key=k[2])
         self.out = eqx.nn.Linear(channels, channels, key=k[3])
 
-    def __call__(self, x, delta):
+    def __call__(self, x, delta, initial, last):
+        """``x (V, T, H)`` -> the block's output and the 2-D scan's states at row ``last``."""
         z = jax.vmap(jax.vmap(self.norm))(x)
         g = jax.nn.sigmoid(_dense(self.gate, z))
-        trend, season = _both_heads_both_directions(self.trend, self.season, z, delta)
-        return x + _dense(self.out, jax.nn.gelu(g * trend + (1.0 - g) * season))
+        final, (trend, season) = _both_heads_both_directions(self.trend, self.season, z, delta, initial, last)
+        return x + _dense(self.out, jax.nn.gelu(g * trend + (1.0 - g) * season)), final
 
 
 class ChimeraNetwork(eqx.Module):
@@ -217,21 +226,38 @@ class ChimeraNetwork(eqx.Module):
         self.norm = eqx.nn.LayerNorm(channels)
         self.readout = eqx.nn.Linear(channels, num_outputs, key=k[2])
 
-    def features(self, y, mask, delta):
-        """Last-layer features ``(V, T, H)`` of inputs ``y, mask (T, V)`` and gaps ``delta (T,)``."""
+    def initial_state(self):
+        """Zero states of every layer's 2-D scan before the first time: two arrays ``(L, V, 2H, N, 2)``."""
+        L, V, N = self.blocks.trend.log_decay.shape[0], self.variate_embedding.shape[0], self.blocks.trend.log_decay.shape[-1]
+        H = self.variate_embedding.shape[1]
+        zeros = jnp.zeros((L, V, 2 * H, N, 2), jnp.result_type(self.variate_embedding.dtype, jnp.complex64))
+        return zeros, zeros
+
+    def features(self, y, mask, delta, state=None, last=-1):
+        """Last-layer features ``(V, T, H)`` of inputs ``y, mask (T, V)`` and gaps ``delta (T,)``.
+
+        ``state`` (from :meth:`initial_state` or a previous call) holds the time-boundary states of
+        every layer; the states at row ``last`` come back with the features, so a series can be
+        run in pieces (one row at a time when forecasting).
+        """
         inputs = jnp.stack([jnp.where(mask, y, 0.0), mask.astype(y.dtype)], axis=-1)  # (T, V, 2)
         x = _dense(self.embed, jnp.swapaxes(inputs, 0, 1)) + self.variate_embedding[:, None, :]
         params, static = eqx.partition(self.blocks, eqx.is_array)
 
-        def layer(h, block_params):
-            return eqx.combine(block_params, static)(h, delta), None
+        def layer(h, inp):
+            block_params, initial = inp
+            return eqx.combine(block_params, static)(h, delta, initial, last)
 
-        x, _ = jax.lax.scan(layer, x, params)
-        return jax.vmap(jax.vmap(self.norm))(x)
+        x, final = jax.lax.scan(layer, x, (params, self.initial_state() if state is None else state))
+        return jax.vmap(jax.vmap(self.norm))(x), final
+
+    def readout_params(self, features):
+        """Read-out ``(T, V, num_outputs)`` of features ``(V, T, H)``."""
+        return jnp.swapaxes(_dense(self.readout, features), 0, 1)
 
     def __call__(self, y, mask, delta):
         """Read-out ``(T, V, num_outputs)`` at every position (row t sees inputs up to row t)."""
-        return jnp.swapaxes(_dense(self.readout, self.features(y, mask, delta)), 0, 1)
+        return self.readout_params(self.features(y, mask, delta)[0])
 
 
 def num_outputs(likelihood: str) -> int:
@@ -249,9 +275,7 @@ def predictive_params(net: ChimeraNetwork, y, mask, delta):
     :math:`y_{<t}`: the network's output at step t-1 is its one-step-ahead forecast of step t.
     ``delta (T,)`` holds the gap before each row.
     """
-    shifted_y = jnp.concatenate([jnp.zeros_like(y[:1]), y[:-1]])
-    shifted_mask = jnp.concatenate([jnp.zeros_like(mask[:1]), mask[:-1]])
-    return net(shifted_y, shifted_mask, delta)
+    return net(*_shift(y, mask), delta)
 
 
 def _loc_scale_df(raw):
@@ -281,3 +305,79 @@ def sample(raw, key):
     loc, scale, df = _loc_scale_df(raw)
     noise = jax.random.normal(key, loc.shape) if df is None else jax.random.t(key, df, loc.shape)
     return loc + scale * noise
+
+
+def _shift(y, mask):
+    """Inputs of :func:`predictive_params`: row t holds :math:`y_{t-1}` (row 0: nothing observed)."""
+    return jnp.concatenate([jnp.zeros_like(y[:1]), y[:-1]]), jnp.concatenate([jnp.zeros_like(mask[:1]), mask[:-1]])
+
+
+def sequence_nll(net: ChimeraNetwork, y, mask, delta, valid):
+    """Negative log predictive density of the observed valid entries of one series, and their number."""
+    observed = mask & valid[:, None]
+    lp = log_prob(predictive_params(net, y, mask, delta), y, observed)
+    return -jnp.sum(lp), jnp.sum(observed)
+
+
+def batch_nll(net: ChimeraNetwork, batch):
+    """:func:`sequence_nll` summed over a :class:`~tsssm.inference.batching.SequenceBatch`: ``(total, count)``."""
+    total, count = jax.vmap(sequence_nll, in_axes=(None, 0, 0, 0, 0))(net, *batch)
+    return jnp.sum(total), jnp.sum(count)
+
+
+def forecast_paths(net: ChimeraNetwork, y, mask, delta, length, future_delta, key, num_paths: int):
+    r"""Joint draws of the next ``h`` steps of one series by recursive sampling.
+
+    The history (rows ``< length`` of ``y, mask (T, V)``, gaps ``delta (T,)``) is run once; then
+    each path feeds its own draw of :math:`y_{t}` back as the input of step t+1, carrying the
+    2-D scan's time-boundary states (one row at a time). ``future_delta (h,)`` holds the gaps
+    before the future steps. Returns draws and the predictive locations along the paths, each
+    ``(num_paths, h, V)``.
+    """
+    shifted_y, shifted_mask = _shift(y, mask)
+    _, state = net.features(shifted_y, shifted_mask, delta, last=length - 1)
+
+    def path(key):
+        def step(carry, inp):
+            state, y_prev, m_prev = carry
+            d, k = inp
+            features, state = net.features(y_prev[None], m_prev[None], d[None], state=state, last=0)
+            raw = net.readout_params(features)[0]
+            draw = sample(raw, k)
+            return (state, draw, jnp.ones_like(m_prev)), (draw, moments(raw)[0])
+
+        init = (state, y[length - 1], mask[length - 1])
+        return jax.lax.scan(step, init, (future_delta, jax.random.split(key, future_delta.shape[0])))[1]
+
+    return jax.vmap(path)(jax.random.split(key, num_paths))
+
+
+def pooled_features(net: ChimeraNetwork, y, mask, delta, valid):
+    """Last-layer features of one series averaged over the variates and the valid times: ``(H,)``."""
+    features, _ = net.features(y, mask, delta)  # (V, T, H)
+    weights = valid.astype(features.dtype)[None, :, None]
+    return jnp.sum(features * weights, axis=(0, 1)) / jnp.maximum(jnp.sum(weights) * features.shape[0], 1.0)
+
+
+def pooled_readout(net: ChimeraNetwork, pooled):
+    """Class logits of pooled features (any leading axes)."""
+    return _dense(net.readout, pooled)
+
+
+def batch_cross_entropy(net: ChimeraNetwork, batch):
+    """Summed cross-entropy of the labelled series of a :class:`LabelledBatch` and their number."""
+    pooled = jax.vmap(pooled_features, in_axes=(None, 0, 0, 0, 0))(net, batch.y, batch.mask, batch.delta, batch.valid)
+    logits = pooled_readout(net, pooled)
+    present = jnp.any(batch.valid, axis=1)  # filler series of a minibatch have no valid step
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), batch.label[:, None], axis=1)[:, 0]
+    return jnp.sum(jnp.where(present, nll, 0.0)), jnp.sum(present)
+
+
+class LabelledBatch(NamedTuple):
+    """A :class:`~tsssm.inference.batching.SequenceBatch` with an integer class ``label (B,)`` per series."""
+
+    y: jax.Array
+    mask: jax.Array
+    delta: jax.Array
+    valid: jax.Array
+    label: jax.Array

@@ -1,0 +1,54 @@
+"""Padded batches of series for the neural families, and the fixed-shape minibatches they train on.
+
+A batch is a NamedTuple of arrays with a leading series axis. Every minibatch has the same
+number of series: the last one of an epoch (or of an evaluation pass) is filled up with an
+all-invalid series appended to the data, so a jitted update or evaluation compiles once.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class SequenceBatch(NamedTuple):
+    """Padded series: ``y (B, T, D)`` float32, ``mask (B, T, D)`` bool, ``delta (B, T)`` float32,
+    ``valid (B, T)`` bool."""
+
+    y: np.ndarray
+    mask: np.ndarray
+    delta: np.ndarray
+    valid: np.ndarray
+
+    def take(self, index) -> SequenceBatch:
+        return take(self, index)
+
+
+def as_batch(y, mask, delta, valid) -> SequenceBatch:
+    """Cast to the dtypes the networks expect (float32 values, bool masks)."""
+    return SequenceBatch(
+        np.asarray(y, np.float32), np.asarray(mask, bool), np.asarray(delta, np.float32), np.asarray(valid, bool)
+    )
+
+
+def take(batch, index):
+    """The series ``index`` of any batch NamedTuple."""
+    return type(batch)(*(np.asarray(a)[index] for a in batch))
+
+
+def with_empty(batch):
+    """``batch`` with one all-zero (all-invalid) series appended at index ``B``: the filler of minibatches."""
+    return type(batch)(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in batch))
+
+
+def epoch_order(rng: np.random.Generator, num: int, size: int) -> np.ndarray:
+    """A random order of ``num`` series, filled up with the filler index ``num`` to a multiple of ``size``."""
+    return np.concatenate([rng.permutation(num), np.full((-num) % size, num)])
+
+
+def chunks(num: int, size: int):
+    """Index arrays of ``size`` series covering ``0..num-1`` in order (filler index ``num`` at the end)."""
+    for start in range(0, num, size):
+        idx = np.arange(start, start + size)
+        yield np.where(idx < num, idx, num)
