@@ -64,11 +64,11 @@ def test_predictions_are_causal(fitted):
 def test_padded_panel_equals_individual_series(fitted):
     """A ragged long frame (padded internally, scored in one batch) scores each series exactly as alone."""
     model, data = fitted
-    short = data.iloc[:150].copy()
+    short = data.iloc[:201].copy()  # 201 rows: the shape of the forecast test's history (one compilation)
     short.iloc[[10, 11], 0] = np.nan
     parts = [frame.rename_axis("ds").reset_index().assign(unique_id=sid) for sid, frame in [("long", data), ("short", short)]]
     panel = model.score_samples(pd.concat(parts, ignore_index=True))
-    assert list(panel.columns) == ["unique_id", "ds", "score"] and len(panel) == 240 + 150
+    assert list(panel.columns) == ["unique_id", "ds", "score"] and len(panel) == 240 + 201
     for sid, frame in [("long", data), ("short", short)]:
         alone = model.score_samples(frame).to_numpy()
         np.testing.assert_allclose(panel.loc[panel["unique_id"] == sid, "score"].to_numpy(), alone, rtol=1e-5, atol=1e-5)

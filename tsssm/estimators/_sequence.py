@@ -8,6 +8,8 @@ layout here.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,7 @@ from tsssm.data import PanelMeta, to_panel
 from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
 from tsssm.errors import DataError
 from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.forecast import Forecast
 from tsssm.inference.batching import SequenceBatch, as_batch
 
 
@@ -150,3 +153,30 @@ class SequenceEstimator(BaseForecaster):
         self.max_delta_ = float(document["max_delta"])
         self.history_ = pd.DataFrame(document["history"])
         return [arrays[k] for k in sorted(k for k in arrays if k.startswith("param."))]
+
+
+class SequenceForecaster(SequenceEstimator):
+    """A sequence estimator that forecasts by drawing joint future paths (``_draw``)."""
+
+    @abc.abstractmethod
+    def _draw(self, horizon, times, num_samples: int, seed: int):
+        """Future time indexes, draws ``(num_samples, B, h, D)`` and means ``(B, h, D)`` in the units of the data."""
+
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
+        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
+
+        From ``num_samples`` joint draws of the future (how they are drawn: the class docstring);
+        the mean averages the predictive means along the drawn paths, quantiles come from the draws.
+        """
+        self._check_fitted()
+        if X is not None:
+            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
+        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
+        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
+
+    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
+        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
+        self._check_fitted()
+        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
+        _, draws, _ = self._draw(horizon, times, num_samples, seed)
+        return draws[:, 0] if draws.shape[1] == 1 else draws

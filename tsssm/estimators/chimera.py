@@ -19,7 +19,7 @@ from sklearn.base import ClassifierMixin
 
 from tsssm.data import future_times
 from tsssm.errors import DataError
-from tsssm.estimators._sequence import SequenceEstimator
+from tsssm.estimators._sequence import SequenceEstimator, SequenceForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import network_mle
 from tsssm.inference.batching import SequenceBatch, chunks, take, with_empty
@@ -152,7 +152,7 @@ class _ChimeraBase(SequenceEstimator):
         self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_, self.train_loss_ = document["fit_info"]
 
 
-class Chimera(_ChimeraBase):
+class Chimera(SequenceForecaster, _ChimeraBase):
     r"""Probabilistic forecaster with a Chimera-style 2-D selective state-space network (Behrouz et al., NeurIPS 2024).
 
     Each step's predictive distribution comes from the network run over the history, across
@@ -168,7 +168,10 @@ class Chimera(_ChimeraBase):
     heads (trend and seasonal, different discretisations, gated) with a state moving along time and
     one moving along the variates in both directions. It is causal in time: the prediction of step t
     never sees :math:`y_t` or later. Trained by maximum likelihood (Adam, minibatches of series or
-    of windows), on standardised columns; every output is in the units of the data.
+    of windows), on standardised columns; every output is in the units of the data. Forecasts
+    sample recursively: every path draws the next step from the predictive distribution and
+    feeds the draw back in (all columns jointly, with the future time gaps), carrying the
+    network's scan states from step to step.
 
     Parameters
     ----------
@@ -318,26 +321,6 @@ class Chimera(_ChimeraBase):
         draws = np.asarray(draws, float) * self.scale_ + self.loc_  # (B, n, h, D)
         means = np.asarray(means, float) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
-
-    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=500) -> Forecast:
-        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``).
-
-        Recursive sampling: every path draws the next step from the network's predictive
-        distribution and feeds the draw back in (all columns jointly, with the future time gaps).
-        The mean averages the predictive locations along the paths; quantiles come from the draws.
-        """
-        self._check_fitted()
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
-        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
-
-    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
-        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
-        self._check_fitted()
-        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
-        _, draws, _ = self._draw(horizon, times, num_samples, seed)
-        return draws[:, 0] if draws.shape[1] == 1 else draws
 
 
 class ChimeraClassifier(ClassifierMixin, _ChimeraBase):

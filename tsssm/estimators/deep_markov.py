@@ -14,13 +14,13 @@ import pandas as pd
 
 from tsssm.data import future_times
 from tsssm.errors import DataError
-from tsssm.estimators._sequence import SequenceEstimator
+from tsssm.estimators._sequence import SequenceForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import svi
 from tsssm.models.deep_markov import LIKELIHOODS, DeepMarkovNetwork
 
 
-class DeepMarkovModel(SequenceEstimator):
+class DeepMarkovModel(SequenceForecaster):
     r"""Deep Markov model (Krishnan, Shalit & Sontag 2017) with a structured variational guide.
 
     .. math::
@@ -33,6 +33,9 @@ class DeepMarkovModel(SequenceEstimator):
     enters the transition). The guide :math:`q(z_k \mid z_{k-1}, y_{k:T})` is a backward GRU
     with a combiner network. Training maximises the ELBO with numpyro SVI (Adam, gradient
     clipping, minibatches of series, optional KL annealing, early stopping on held-out series).
+    Forecasts: latent paths start from the filtered particles at the end of each series and follow
+    the learned transition (with the future time gaps); observations are drawn from the emission,
+    and the forecast mean averages the emission means over the paths.
 
     Parameters
     ----------
@@ -244,26 +247,6 @@ class DeepMarkovModel(SequenceEstimator):
         draws = np.asarray(draws, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_  # (B, n, h, D)
         means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
-
-    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
-        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
-
-        Latent paths start from the filtered particles at the end of each series and follow the
-        learned transition (with the future time gaps); observations are drawn from the emission.
-        The mean averages the emission means over the paths; quantiles come from the draws.
-        """
-        self._check_fitted()
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
-        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
-
-    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
-        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
-        self._check_fitted()
-        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
-        _, draws, _ = self._draw(horizon, times, num_samples, seed)
-        return draws[:, 0] if draws.shape[1] == 1 else draws
 
     # ------------------------------------------------------------------ persistence
     def _state_for_saving(self):

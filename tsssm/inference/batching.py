@@ -7,8 +7,10 @@ all-invalid series appended to the data, so a jitted update or evaluation compil
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 
@@ -52,3 +54,32 @@ def chunks(num: int, size: int):
     for start in range(0, num, size):
         idx = np.arange(start, start + size)
         yield np.where(idx < num, idx, num)
+
+
+class EpochResult(NamedTuple):
+    state: object
+    loss: float  # mean training loss of the epoch's updates
+    updates: int
+    steps: int  # valid (series x time) steps processed
+    out_of_time: bool
+
+
+def run_epoch(update, state, padded, order, size: int, epoch: int, deadline: float | None = None) -> EpochResult:
+    """``state, loss = update(state, minibatch)`` over the minibatches ``order`` of ``padded`` (``size`` series each).
+
+    Stops early once ``time.perf_counter()`` passes ``deadline``; raises ``FloatingPointError``
+    when the mean loss is not finite.
+    """
+    losses, steps, out_of_time = [], 0, False
+    for start in range(0, len(order), size):
+        batch = take(padded, order[start : start + size])
+        state, loss = update(state, batch)
+        losses.append(loss)
+        steps += int(np.sum(batch.valid))
+        if deadline is not None and time.perf_counter() > deadline:
+            out_of_time = True
+            break
+    mean = float(np.mean(jax.device_get(losses)))
+    if not np.isfinite(mean):
+        raise FloatingPointError(f"the training loss became {mean} at epoch {epoch}: lower learning_rate or clip_norm")
+    return EpochResult(state, mean, len(losses), steps, out_of_time)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsssm.inference.batching import chunks, epoch_order, take, with_empty
+from tsssm.inference.batching import chunks, epoch_order, run_epoch, take, with_empty
 
 
 def split_network(net):
@@ -124,21 +124,18 @@ def fit(
     history, best, best_net, bad = [], np.inf, None, 0
     num_updates, stopped = 0, "max_epochs"
     t_start = time.perf_counter()
+    deadline = None if max_seconds is None else t_start + max_seconds
+
+    def step(state, batch):
+        net, opt_state = state
+        net, opt_state, value = _update(net, opt_state, batch, loss, optimizer)
+        return (net, opt_state), value
+
     for epoch in range(max_epochs):
-        order = epoch_order(rng, n, m)
-        losses = []
-        for start in range(0, len(order), m):
-            net, opt_state, value = _update(net, opt_state, take(padded, order[start : start + m]), loss, optimizer)
-            losses.append(value)
-            num_updates += 1
-            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
-                stopped = "max_seconds"
-                break
-        train_loss = float(np.mean(jax.device_get(losses)))
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(
-                f"the training loss became {train_loss} at epoch {epoch}: lower learning_rate or clip_norm"
-            )
+        result = run_epoch(step, (net, opt_state), padded, epoch_order(rng, n, m), m, epoch, deadline)
+        (net, opt_state), train_loss = result.state, result.loss
+        num_updates += result.updates
+        stopped = "max_seconds" if result.out_of_time else stopped
         record = {"epoch": epoch, "train": train_loss, "valid": None}
         if valid is not None and len(valid[0]):
             record["valid"] = evaluate(net, valid, loss, m)

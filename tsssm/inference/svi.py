@@ -46,7 +46,7 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
-from tsssm.inference.batching import SequenceBatch, as_batch, chunks, epoch_order, with_empty  # noqa: F401 (svi.as_batch)
+from tsssm.inference.batching import SequenceBatch, as_batch, chunks, epoch_order, run_epoch, with_empty  # noqa: F401 (svi.as_batch)
 from tsssm.inference.network_mle import network_from_leaves, network_leaves, split_network  # noqa: F401 (svi.network_*)
 from tsssm.models.deep_markov import DeepMarkovNetwork, gaussian_kl
 
@@ -216,25 +216,17 @@ def fit(
     history, best, best_params, bad = [], np.inf, None, 0
     num_updates, seq_steps, stopped = 0, 0, "max_epochs"
     t_start = time.perf_counter()
+    deadline = None if max_seconds is None else t_start + max_seconds
     eval_key = jax.random.key(seed + 1)
     for epoch in range(max_epochs):
         beta = jnp.float32(kl_schedule(epoch, kl_anneal_epochs, kl_anneal_start))
-        order = epoch_order(rng, n, m)
-        losses = []
-        for start in range(0, len(order), m):
-            batch = padded_train.take(order[start : start + m])
-            state, loss = update(state, batch, beta)
-            losses.append(loss)
-            num_updates += 1
-            seq_steps += int(batch.valid.sum())
-            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
-                stopped = "max_seconds"
-                break
-        train_loss = float(np.mean(jax.device_get(losses)))
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(
-                f"the training loss became {train_loss} at epoch {epoch}: lower learning_rate or clip_norm"
-            )
+        result = run_epoch(
+            lambda st, batch: update(st, batch, beta), state, padded_train, epoch_order(rng, n, m), m, epoch, deadline
+        )
+        state, train_loss = result.state, result.loss
+        num_updates += result.updates
+        seq_steps += result.steps
+        stopped = "max_seconds" if result.out_of_time else stopped
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
         if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
             record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
