@@ -45,7 +45,7 @@ Choices where the paper leaves room (or where this implementation departs from i
 - **Stability by construction.** The coupling weights are bounded so that
   :math:`|\bar A^{(1)}| + |\bar A^{(2)}| < 1` and :math:`|\bar A^{(3)}| + |\bar A^{(4)}| < 1`
   (row sums of the 2-D transition below 1), which makes the 2-D recurrence stable for any input;
-  the coupling is an Euler-free, data-independent learned weight per channel and state.
+  :math:`c_2, c_3` are learned per channel and state and do not depend on the input.
 - **Both variate directions share parameters** and their states are summed before the output map.
 - **Irregular time.** :math:`\Delta^{(1)}` is multiplied by the scaled time gap, the continuous-
   time reading of zero-order hold; the paper assumes a regular grid.
