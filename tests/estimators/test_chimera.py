@@ -125,18 +125,22 @@ def test_clear_errors(fitted):
 
 
 @pytest.mark.slow
-def test_univariate_series_with_gaps_is_reproducible():
+def test_univariate_irregular_series_with_gaps_is_reproducible():
     """Marked slow: a univariate network (V = 1) compiles its own training step (~20 s here)."""
     rng = np.random.default_rng(1)
-    y = pd.Series(np.sin(np.arange(60) / 3.0) + 0.1 * rng.normal(size=60), name="v")
+    times = np.cumsum(rng.uniform(0.5, 1.5, 60))  # irregular sampling: the gaps scale the time steps
+    y = pd.Series(np.sin(times / 3.0) + 0.1 * rng.normal(size=60), index=times, name="v")
     y.iloc[[5, 6, 30]] = np.nan
     first = tsssm.Chimera(**dict(TINY, max_epochs=2, random_state=3)).fit(y)
-    again = clone(first).fit(y.to_numpy())  # an array (T,) gives the same data
+    assert first.time_scale_ == pytest.approx(np.median(np.diff(times)))
+    again = clone(first).fit(y)
     for k, v in first.params_.items():
         np.testing.assert_array_equal(again.params_[k], v)
     scores = first.score_samples()
-    assert scores.iloc[30] == 0.0 and np.all(np.isfinite(scores))
-    assert first.forecast(3, num_samples=20).samples.shape == (20, 3, 1)
+    assert scores.index.equals(y.index) and scores.iloc[30] == 0.0 and np.all(np.isfinite(scores))
+    fc = first.forecast(times=[times[-1] + 0.5, times[-1] + 3.0], num_samples=20)
+    assert fc.samples.shape == (20, 2, 1)
+    assert tsssm.Chimera(**dict(TINY, max_epochs=1)).fit(y.to_numpy()).meta_.columns == ("y",)  # an array (T,)
 
 
 @pytest.mark.slow
