@@ -83,3 +83,33 @@ def run_epoch(update, state, padded, order, size: int, epoch: int, deadline: flo
     if not np.isfinite(mean):
         raise FloatingPointError(f"the training loss became {mean} at epoch {epoch}: lower learning_rate or clip_norm")
     return EpochResult(state, mean, len(losses), steps, out_of_time)
+
+
+class EarlyStopping:
+    """Keeps the best state seen by validation loss and counts evaluations without improvement.
+
+    An improvement is a loss lower than the best by more than a relative 1e-6.
+    """
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best = np.inf
+        self.best_state = None
+        self.bad = 0
+
+    def update(self, loss: float, state, count: bool = True) -> None:
+        """Record a validation ``loss`` of ``state``; a non-improvement counts only if ``count``."""
+        if not np.isfinite(self.best) or loss < self.best - 1e-6 * abs(self.best):
+            self.best, self.best_state, self.bad = loss, state, 0
+        elif count:
+            self.bad += 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.bad >= self.patience
+
+    def end_of_epoch(self, stopped: str, has_valid: bool) -> str | None:
+        """The reason to stop after this epoch (``stopped`` if the epoch ran out of time), or None."""
+        if stopped != "max_epochs":
+            return stopped
+        return "early_stopping" if has_valid and self.exhausted else None

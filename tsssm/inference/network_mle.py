@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsssm.inference.batching import chunks, epoch_order, run_epoch, take, with_empty
+from tsssm.inference.batching import EarlyStopping, chunks, epoch_order, run_epoch, take, with_empty
 
 
 def split_network(net):
@@ -121,7 +121,7 @@ def fit(
     jax.block_until_ready(_update(net, opt_state, take(padded, np.arange(m)), loss, optimizer))
     compile_seconds = time.perf_counter() - t0
 
-    history, best, best_net, bad = [], np.inf, None, 0
+    history, tracker = [], EarlyStopping(patience)
     num_updates, stopped = 0, "max_epochs"
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
@@ -137,24 +137,21 @@ def fit(
         num_updates += result.updates
         stopped = "max_seconds" if result.out_of_time else stopped
         record = {"epoch": epoch, "train": train_loss, "valid": None}
-        if valid is not None and len(valid[0]):
+        has_valid = valid is not None and len(valid[0]) > 0
+        if has_valid:
             record["valid"] = evaluate(net, valid, loss, m)
-            if record["valid"] < best - 1e-6 * abs(best) or not np.isfinite(best):
-                best, best_net, bad = record["valid"], net, 0
-            else:
-                bad += 1
+            tracker.update(record["valid"], net)
         record["seconds"] = time.perf_counter() - t_start
         history.append(record)
         if verbose and (epoch % max(int(verbose), 1) == 0 or stopped != "max_epochs"):
             val = "" if record["valid"] is None else f", valid {record['valid']:.4f}"
             print(f"[{name}] epoch {epoch:4d}: train loss {train_loss:.4f}{val} ({record['seconds']:.1f} s)", flush=True)
-        if stopped != "max_epochs":
-            break
-        if valid is not None and bad >= patience:
-            stopped = "early_stopping"
+        reason = tracker.end_of_epoch(stopped, has_valid)
+        if reason is not None:
+            stopped = reason
             break
     train_seconds = time.perf_counter() - t_start
-    net = best_net if best_net is not None else net
+    net = tracker.best_state if tracker.best_state is not None else net
     return TrainResult(
         net, history, compile_seconds, train_seconds, num_updates, stopped, evaluate(net, train, loss, m)
     )

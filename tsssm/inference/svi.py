@@ -46,7 +46,15 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
-from tsssm.inference.batching import SequenceBatch, as_batch, chunks, epoch_order, run_epoch, with_empty  # noqa: F401 (svi.as_batch)
+from tsssm.inference.batching import (  # noqa: F401 (svi.as_batch)
+    EarlyStopping,
+    SequenceBatch,
+    as_batch,
+    chunks,
+    epoch_order,
+    run_epoch,
+    with_empty,
+)
 from tsssm.inference.network_mle import network_from_leaves, network_leaves, split_network  # noqa: F401 (svi.network_*)
 from tsssm.models.deep_markov import DeepMarkovNetwork, gaussian_kl
 
@@ -213,7 +221,7 @@ def fit(
             count += int(steps)
         return total / max(count, 1)
 
-    history, best, best_params, bad = [], np.inf, None, 0
+    history, tracker = [], EarlyStopping(patience)
     num_updates, seq_steps, stopped = 0, 0, "max_epochs"
     t_start = time.perf_counter()
     deadline = None if max_seconds is None else t_start + max_seconds
@@ -230,24 +238,20 @@ def fit(
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
         if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
             record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
-            improved = not np.isfinite(best) or record["valid"] < best - 1e-6 * abs(best)
-            if improved:
-                best, best_params, bad = record["valid"], jax.device_get(svi.get_params(state)), 0
-            elif epoch >= kl_anneal_epochs:  # patience counts only once the KL weight has reached 1
-                bad += 1
+            # patience counts only once the KL weight has reached 1
+            tracker.update(record["valid"], jax.device_get(svi.get_params(state)), count=epoch >= kl_anneal_epochs)
         record["seconds"] = time.perf_counter() - t_start
         history.append(record)
         if verbose and (epoch % max(int(verbose), 1) == 0 or stopped != "max_epochs"):
             val = "" if record["valid"] is None else f", valid -ELBO/step {record['valid']:.4f}"
             print(f"[DeepMarkovModel] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
                   f"(beta {float(beta):.2f}, {record['seconds']:.1f} s)", flush=True)
-        if stopped != "max_epochs":
-            break
-        if valid is not None and bad >= patience:
-            stopped = "early_stopping"
+        reason = tracker.end_of_epoch(stopped, valid is not None)
+        if reason is not None:
+            stopped = reason
             break
     train_seconds = time.perf_counter() - t_start
-    params = best_params if best_params is not None else svi.get_params(state)
+    params = tracker.best_state if tracker.best_state is not None else svi.get_params(state)
     train_elbo = -loss_of(train, params, eval_key)
     return FitResult(
         to_net(params), history, compile_seconds, train_seconds, num_updates, seq_steps, stopped, train_elbo
