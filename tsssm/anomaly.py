@@ -12,6 +12,12 @@ thresholds computed point-wise (**no point adjustment**: point-adjusted F1, whic
 labelled segment as found once any point in it is flagged, inflates results and is not
 reported here), and :func:`peak_in_window`, the fraction of single-anomaly series whose highest
 score falls inside the labelled window.
+
+Panels of short series (one heartbeat per series): :func:`panel_scores` collects any fitted
+estimator's per-step scores as an array (series, time), :func:`series_scores` reduces them to
+one score per series. Long recordings: :class:`StreamingScorer` scores new data window by
+window with a classical model fitted on a normal prefix, carrying the Kalman filter state, so
+that it compiles once however many windows it sees.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from tsssm.errors import DataError
+from tsssm._config import float64
+from tsssm.errors import DataError, NotFittedError
+from tsssm.estimators.classical import StateSpaceEstimator
+from tsssm.estimators.dynamic_factor import DynamicFactor
+from tsssm.inference import mle, posterior
 
 SERIES_AGGREGATIONS = ("mean", "max", "top")
 
@@ -58,6 +68,61 @@ def series_scores(scores, *, how: str = "mean", top_fraction: float = 0.1):
     if array.ndim != 2:
         raise DataError(f"scores must be an array (series, time) or a long frame, got shape {array.shape}")
     return _aggregate(array, how, top_fraction)
+
+
+def panel_scores(estimator, y, X=None) -> np.ndarray:
+    """Per-step scores ``(B, T)`` of a panel of short series (e.g. one heartbeat per series).
+
+    Works with any fitted estimator whose ``score_samples(y)`` returns per-step scores, higher
+    = more anomalous: a long frame (``unique_id``, ``ds``, ``score``) for a panel, a Series for
+    one series, or an array ``(B, T)``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        E.g. ``tsssm.PhaseFactor``, a classical estimator fitted with ``pooled=True``,
+        ``tsssm.DeepMarkovModel``.
+    y : array (B, T) or (B, T, D), or a long DataFrame
+        A 2-D array holds B univariate series of T steps (rows are series, unlike the ``(T, D)``
+        layout of one multivariate series that the estimators read from a 2-D array).
+    X : optional
+        Exogenous inputs, passed on to ``score_samples``.
+
+    Returns
+    -------
+    np.ndarray (B, T)
+        Row b holds the scores of the b-th series (array order, or the order of first appearance
+        of ``unique_id`` in a frame), NaN past its end and where the model gives none.
+    """
+    if isinstance(y, pd.DataFrame):
+        data = y
+    else:
+        data = np.asarray(y, dtype=float)
+        if data.ndim == 2:
+            data = data[:, :, None]
+        if data.ndim != 3:
+            raise DataError(
+                f"y must be an array (series, time) or (series, time, columns), or a long frame; got shape {data.shape}"
+            )
+    scores = estimator.score_samples(data) if X is None else estimator.score_samples(data, X)
+    if isinstance(scores, pd.Series):
+        return scores.to_numpy(dtype=float)[None, :]
+    if isinstance(scores, pd.DataFrame):
+        missing = [c for c in ("unique_id", "score") if c not in scores.columns]
+        if missing:
+            raise DataError(f"score_samples of {type(estimator).__name__} returned a frame without the columns {missing}")
+        rows = [g.to_numpy(dtype=float) for _, g in scores.groupby("unique_id", sort=False)["score"]]
+        out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+        for b, row in enumerate(rows):
+            out[b, : len(row)] = row
+        return out
+    array = np.asarray(scores, dtype=float)
+    if array.ndim != 2:
+        raise DataError(
+            f"score_samples of {type(estimator).__name__} returned shape {array.shape}; panel_scores needs per-step scores "
+            "per series (a long frame, a Series or an array (series, time))"
+        )
+    return array
 
 
 def _aggregate(array: np.ndarray, how: str, top_fraction: float) -> np.ndarray:
@@ -174,3 +239,155 @@ def _checked(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     if labels.min() == labels.max():
         raise DataError("labels hold only one class; the metrics need both normal (0) and anomalous (1) examples")
     return labels.astype(int), scores
+
+
+class StreamingScorer:
+    r"""Per-step scores of a long recording, window by window, carrying the Kalman filter state.
+
+    Fit a classical estimator on a normal prefix of the recording, then feed the rest to
+    :meth:`update` in pieces of any length as it arrives. Each piece is cut into windows of
+    ``window`` steps (the last one padded with masked steps that leave the state unchanged) and
+    every window goes through one compiled program
+    (:func:`tsssm.inference.posterior.filter_window`): a recording of any length compiles
+    once. The filter state (predicted state mean and covariance, and the information about
+    diffuse initial states) passes from each window to the next, so the scores are exactly
+    those of one pass of ``score_samples`` over the prefix and everything fed so far:
+
+    .. math::
+
+        s_t = -\log p(y_t \mid y_{1:t-1}; \hat\theta),
+
+    0 at steps with nothing observed, NaN while diffuse initial states are not identified.
+
+    Parameters
+    ----------
+    estimator : fitted classical estimator
+        ``UnobservedComponents``, ``LocalLevel``, ``ARIMA``, ``LinearGaussianSSM``, ... fitted by
+        maximum likelihood on one series on a regular grid (time-invariant transitions); its
+        training data is the prefix that the scorer filters first.
+    window : int
+        Steps per compiled window.
+
+    Attributes
+    ----------
+    state : tsssm.kernels.kalman.FilterState
+        The filter after the last step seen.
+    steps_ : int
+        Steps fed to :meth:`update` so far.
+    windows_ : int
+        Windows filtered so far (the prefix's included).
+    """
+
+    def __init__(self, estimator, window: int = 256):
+        if not isinstance(estimator, StateSpaceEstimator):
+            raise DataError(
+                f"StreamingScorer carries a Kalman filter state, which {type(estimator).__name__} does not have: pass a "
+                "classical estimator (UnobservedComponents, ARIMA, LinearGaussianSSM, ...) or score windows with "
+                "the estimator's score_samples"
+            )
+        if not hasattr(estimator, "params_"):
+            raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet: fit it on the normal prefix first")
+        if not isinstance(estimator.params_, dict) or np.ndim(estimator.data_.values) != 2:
+            raise DataError(
+                "StreamingScorer continues one series: fit the estimator on one series (the normal prefix), not a panel"
+            )
+        if estimator.method != "mle":
+            raise DataError(f"StreamingScorer uses plug-in parameters: fit with method='mle', not {estimator.method!r}")
+        if getattr(estimator.model_, "continuous_time", False):
+            raise DataError(
+                "the estimator was fitted on irregular timestamps (a continuous-time model); StreamingScorer needs a "
+                "regular grid: resample the recording onto one (missing steps may stay NaN)"
+            )
+        if isinstance(estimator, DynamicFactor) and estimator.frequencies_:
+            raise DataError(
+                f"StreamingScorer feeds values on the model's grid as they come; the low-frequency columns "
+                f"{list(estimator.frequencies_)} of this DynamicFactor are placed at their period ends when it reads a "
+                "frame, which a stream does not do: score the recording with score_samples"
+            )
+        if int(window) < 1:
+            raise DataError(f"window must be a positive number of steps, got {window!r}")
+        self.window = int(window)
+        self._model = estimator.model_
+        self._params = {k: np.asarray(v, float) for k, v in estimator.params_.items()}
+        prefix = estimator.data_
+        self._num_columns = prefix.values.shape[1]
+        self._num_inputs = None if prefix.inputs is None else prefix.inputs.shape[1]
+        self._time = 0
+        self.steps_ = 0
+        self.windows_ = 0
+        first = self._window(np.zeros((0, self._num_columns)), np.zeros((0, self._num_columns), bool), self._empty_inputs(0))
+        with float64():
+            self.state = posterior.initial_filter_state(self._model, self._params, first[0])
+        self._filter(np.asarray(prefix.values, float), np.asarray(prefix.mask, bool), prefix.inputs)
+
+    def _empty_inputs(self, n):
+        return None if self._num_inputs is None else np.zeros((n, self._num_inputs))
+
+    def _window(self, values, mask, inputs):
+        """One padded window: (SeriesData, keep)."""
+        n, W = values.shape[0], self.window
+        keep = np.arange(W) < n
+        pad = ((0, W - n), (0, 0))
+        data = mle.SeriesData(
+            self._time + np.arange(W, dtype=float),
+            np.pad(np.where(mask, values, 0.0), pad),
+            np.pad(mask, pad),
+            None if inputs is None else np.pad(np.asarray(inputs, float), pad),
+        )
+        return data, keep
+
+    def _filter(self, values, mask, inputs) -> np.ndarray:
+        scores = []
+        for start in range(0, values.shape[0], self.window):
+            stop = min(start + self.window, values.shape[0])
+            data, keep = self._window(values[start:stop], mask[start:stop], None if inputs is None else inputs[start:stop])
+            with float64():
+                self.state, density = posterior.filter_window(self._model, self._params, self.state, data, keep)
+            scores.append(-np.asarray(density, float)[: stop - start])
+            self._time += stop - start
+            self.windows_ += 1
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+    def update(self, values, X=None) -> np.ndarray:
+        r"""Scores of the next steps of the recording.
+
+        Parameters
+        ----------
+        values : array (n,) or (n, D)
+            The next n observations, continuing the grid (NaN = missing).
+        X : array (n, U), optional
+            Their exogenous inputs (required when the estimator was fitted with ``X``).
+
+        Returns
+        -------
+        np.ndarray (n,)
+            :math:`-\log p(y_t \mid y_{<t})` per step.
+        """
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[1] != self._num_columns:
+            raise DataError(
+                f"values must have shape (n,) or (n, {self._num_columns}) (the columns the model was fitted on), got "
+                f"{np.shape(values)}"
+            )
+        if np.isinf(values).any():
+            row = int(np.argwhere(np.isinf(values))[0, 0])
+            raise DataError(f"values hold infinite entries (first at row {row}); use NaN for missing values")
+        inputs = None
+        if self._num_inputs is not None:
+            if X is None:
+                raise DataError(
+                    f"the model was fitted with {self._num_inputs} exogenous inputs: pass X of shape (n, {self._num_inputs})"
+                )
+            inputs = np.asarray(X, dtype=float)
+            inputs = inputs[:, None] if inputs.ndim == 1 else inputs
+            if inputs.shape != (values.shape[0], self._num_inputs) or not np.isfinite(inputs).all():
+                raise DataError(
+                    f"X must be finite with shape ({values.shape[0]}, {self._num_inputs}), got shape {np.shape(X)}"
+                )
+        elif X is not None:
+            raise DataError("X was given, but the model was fitted without exogenous inputs")
+        scores = self._filter(values, np.isfinite(values), inputs)
+        self.steps_ += values.shape[0]
+        return scores

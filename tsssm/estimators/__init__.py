@@ -6,6 +6,7 @@ from tsssm.estimators.classical import (
     LinearGaussianSSM,
     LocalLevel,
     LocalLinearTrend,
+    PhaseFactor,
     StateSpaceEstimator,
     UnobservedComponents,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LocalLevel",
     "LocalLinearTrend",
     "ManyResult",
+    "PhaseFactor",
     "StateSpaceEstimator",
     "UnobservedComponents",
     "fit_chunk",

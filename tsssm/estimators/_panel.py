@@ -1,9 +1,13 @@
 """Many series through the classical estimators: the panel side of :class:`StateSpaceEstimator`.
 
 A long frame (``unique_id``, ``ds``, values) or a ``(B, T, D)`` array fits every series at once,
-with independent parameters per series: the jitted BFGS is vmapped over series batched by padded
-length (:func:`tsssm.inference.mle.fit_many`), and the predictive questions are answered the same
-way (:func:`tsssm.inference.mle.map_series`). Results come back long, keyed by ``unique_id``.
+either with independent parameters per series (the default: the jitted BFGS is vmapped over
+series batched by padded length, :func:`tsssm.inference.mle.fit_many`) or, with ``pooled=True``,
+with one parameter set shared by all series (their joint log-likelihood is maximised,
+:func:`tsssm.inference.mle.fit_pooled`). The predictive questions are answered the same way for
+both (:func:`tsssm.inference.mle.map_series`, with the shared parameters repeated per series);
+a pooled model also answers them for series it was not fitted on. Results come back long, keyed
+by ``unique_id``.
 
 Series are padded at the end (the layout of :func:`tsssm.data.to_panel`): the Kalman filter is
 causal, so trailing masked steps change neither the likelihood nor any earlier prediction, and
@@ -34,13 +38,17 @@ class PanelMixin:
     def _is_panel(self) -> bool:
         return getattr(self, "panel_", False)
 
+    def _is_pooled(self) -> bool:
+        return getattr(self, "pooled_", False)
+
     @staticmethod
     def _wants_panel(meta) -> bool:
-        """A long frame, or several series: one set of parameters per series."""
+        """A long frame, or several series: a panel."""
         return meta.layout == "long" or len(meta.series_ids) > 1
 
     # ------------------------------------------------------------------ fit
-    def _fit_panel(self, panel, meta):
+    def _panel_setup(self, panel, meta):
+        """The panel's data (leading series axis) and the model for it."""
         if not meta.regular:
             raise DataError(
                 f"the series of this panel have irregular timestamps; {type(self).__name__} fits panels on a regular "
@@ -48,7 +56,32 @@ class PanelMixin:
                 "or resample the panel onto a regular grid (missing steps may stay NaN)"
             )
         data = mle.SeriesData(panel.times, panel.values, panel.mask, panel.inputs)
-        model = self._build_model(len(meta.columns), tuple(meta.input_columns))
+        return data, self._panel_model(data, meta)
+
+    def _panel_model(self, data, meta):
+        """The model shared (in structure) by the series of a panel."""
+        return self._build_model(len(meta.columns), tuple(meta.input_columns))
+
+    def _pooled_start(self, model, data, meta) -> dict | None:
+        """Starting values of a pooled fit (the user's ``start_params``; subclasses may add moment estimates)."""
+        return self.start_params
+
+    def _fit_pooled(self, panel, meta):
+        data, model = self._panel_setup(panel, meta)
+        start = self._pooled_start(model, data, meta)
+        with float64():
+            data = self._jax(data)
+            result = mle.fit_pooled(
+                model, data, meta.lengths, fixed_params=self.fixed_params, start_params=start, maxiter=self.maxiter
+            )
+        data = mle.SeriesData(*(None if a is None else np.asarray(a) for a in data))
+        self.panel_ = self.pooled_ = True
+        self._set_fitted(model, meta, data, result.params, result.log_likelihood, result.converged, len(meta.series_ids))
+        self._stacked = self._panel_params(meta.series_ids)
+        return self
+
+    def _fit_panel(self, panel, meta):
+        data, model = self._panel_setup(panel, meta)
         with float64():
             results = mle.fit_many(
                 model, data, meta.lengths, fixed_params=self.fixed_params, start_params=self.start_params,
@@ -57,7 +90,7 @@ class PanelMixin:
         layout_all = mle.ParamLayout.build(model.param_specs(), None)
         ids = pd.Index(list(meta.series_ids), name=ID_COLUMN)
         table = np.stack([layout_all.flat_constrained(r.params) for r in results])
-        self.panel_ = True
+        self.panel_, self.pooled_ = True, False
         self.model_ = model
         self.meta_ = meta
         self.data_ = data
@@ -86,7 +119,11 @@ class PanelMixin:
 
     # ------------------------------------------------------------------ helpers
     def _panel_params(self, series_ids) -> dict:
-        """Stacked per-series parameters for ``series_ids`` (fitted ids, any order or subset)."""
+        """Stacked per-series parameters for ``series_ids`` (fitted ids, any order or subset;
+        any ids for a pooled model, whose shared parameters are repeated)."""
+        if self._is_pooled():
+            num = len(series_ids)
+            return {k: np.broadcast_to(v, (num,) + np.shape(v)) for k, v in self.params_.items()}
         position = pd.Index(list(self.meta_.series_ids)).get_indexer(list(series_ids))
         if np.any(position < 0):
             unknown = [s for s, p in zip(series_ids, position) if p < 0]
@@ -189,7 +226,7 @@ class PanelMixin:
         return self._long(meta, [-p.log_density[:, None] for p in preds], ["score"])
 
     def _score_panel(self, y, X) -> pd.Series:
-        if y is None:
+        if y is None and not self._is_pooled():
             return self.log_likelihood_.rename("score")
         data, meta, params = self._panel_data(y, X)
         lls = self._panel_map(mle._log_likelihood_jit, params, data, meta.lengths)
@@ -205,9 +242,13 @@ class PanelMixin:
         return mean, self._long(self.meta_, std, names)
 
     def _not_for_panels(self, what: str):
+        workaround = (
+            "keep params_ and rebuild the model later with fixed_params=params_ (the fit then only filters)"
+            if self._is_pooled()
+            else "fit one series (df[df.unique_id == id]) for it"
+        )
         raise DataError(
-            f"{what} is not available for a model fitted on {len(self.meta_.series_ids)} series (a panel) yet; "
-            "fit one series (df[df.unique_id == id]) for it"
+            f"{what} is not available for a model fitted on {len(self.meta_.series_ids)} series (a panel) yet; {workaround}"
         )
 
 

@@ -40,7 +40,7 @@ from tsssm.forecast import Forecast
 from tsssm.inference import mle, posterior
 from tsssm.models.arima import ARIMAModel
 from tsssm.models.components import Autoregressive, Cycle, Level, Seasonal, Trend
-from tsssm.models.lgssm import LinearGaussianModel, StructuralModel
+from tsssm.models.lgssm import LinearGaussianModel, PhaseFactorModel, StructuralModel
 
 
 class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
@@ -60,6 +60,13 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
         Starting values for the optimiser.
     maxiter : int
         Maximum optimiser iterations.
+    pooled : bool
+        Panels (a long frame, several series): with ``False`` (default) every series gets its own
+        parameters; with ``True`` all series share one parameter set, estimated by maximising
+        their joint log-likelihood, the sum of the series' log-likelihoods (each series keeps its
+        own Kalman filter and initial state; :func:`tsssm.inference.mle.fit_pooled`). A pooled model
+        scores and predicts *new* series (e.g. test heartbeats) with the shared parameters, has
+        standard errors and a ``summary()``. No effect on a single series.
     time_unit : str, pandas.Timedelta or float, optional
         Unit of the float times (see ``docs/irregular.md``). On irregular timestamps the model is
         continuous-time and its variances are per unit of time, seasonal periods and cycle
@@ -80,9 +87,10 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
     Fitted attributes
     -----------------
     params_ : dict of name -> ndarray
-        Estimated (and fixed) parameters, constrained.
+        Estimated (and fixed) parameters, constrained (panels fitted with ``pooled=False``: a
+        DataFrame, one row per series; see ``docs/many_series.md``).
     log_likelihood_ : float
-        Exact diffuse log-likelihood at ``params_``.
+        Exact diffuse log-likelihood at ``params_`` (pooled panels: summed over the series).
     aic_, bic_ : float
     nobs_ : int
         Number of observed values.
@@ -99,13 +107,14 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
     """
 
     def __init__(
-        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
-        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, pooled=False, time_unit=None,
+        random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
     ):
         self.method = method
         self.fixed_params = fixed_params
         self.start_params = start_params
         self.maxiter = maxiter
+        self.pooled = pooled
         self.time_unit = time_unit
         self.random_state = random_state
         self.num_samples = num_samples
@@ -182,8 +191,8 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
                     f"method='nuts' fits one series; the data hold {len(meta.series_ids)} series (a panel). Fit each "
                     "series on its own (df[df.unique_id == id]) or use method='mle' for the panel"
                 )
-            return self._fit_panel(panel, meta)
-        self.panel_ = False
+            return self._fit_pooled(panel, meta) if self.pooled else self._fit_panel(panel, meta)
+        self.panel_ = self.pooled_ = False
         data, meta = self._single(panel, meta)
         model = self._model_for(data, meta)
         if self.method == "nuts":
@@ -196,7 +205,8 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
         self._set_fitted(model, meta, data, result.params, result.log_likelihood, result.converged)
         return self
 
-    def _set_fitted(self, model, meta, data, params, log_likelihood, converged):
+    def _set_fitted(self, model, meta, data, params, log_likelihood, converged, num_series=1):
+        """Fitted attributes of one parameter set (one series, or ``num_series`` pooled ones)."""
         self.model_ = model
         self.meta_ = meta
         self.data_ = data
@@ -206,8 +216,8 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
         self.nobs_ = int(np.sum(data.mask))
         layout = mle.ParamLayout.build(model.param_specs(), self.fixed_params)
         num_params = int(layout.flat_constrained(self.params_).size)
-        num_inputs = None if data.inputs is None else data.inputs.shape[1]
-        n_effective = self.nobs_ - _num_diffuse(model, num_inputs)
+        num_inputs = None if data.inputs is None else data.inputs.shape[-1]
+        n_effective = self.nobs_ - num_series * _num_diffuse(model, num_inputs)
         self.num_params_ = num_params
         self.aic_ = -2.0 * self.log_likelihood_ + 2.0 * num_params
         self.bic_ = -2.0 * self.log_likelihood_ + num_params * math.log(max(n_effective, 1))
@@ -390,11 +400,12 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
 
     # ------------------------------------------------------------------ reporting
     def _standard_errors(self):
-        if self._is_panel():
+        if self._is_panel() and not self._is_pooled():
             self._not_for_panels("summary() / bse_ (standard errors)")
         if self._bse is None:
+            loglik = mle.pooled_log_likelihood if self._is_pooled() else mle.log_likelihood
             with float64():
-                self._bse = mle.standard_errors(self.model_, self.params_, self._jax(self.data_), self.fixed_params)
+                self._bse = mle.standard_errors(self.model_, self.params_, self._jax(self.data_), self.fixed_params, loglik)
         return self._bse
 
     @property
@@ -552,6 +563,7 @@ class UnobservedComponents(StateSpaceEstimator):
         fixed_params=None,
         start_params=None,
         maxiter=1000,
+        pooled=False,
         time_unit=None,
         random_state=None,
         num_samples=1000,
@@ -568,8 +580,9 @@ class UnobservedComponents(StateSpaceEstimator):
         self.autoregressive = autoregressive
         self.components = components
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _structure(self) -> StructuralModel:
@@ -607,12 +620,12 @@ class LocalLevel(UnobservedComponents):
     """
 
     def __init__(
-        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
-        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, pooled=False, time_unit=None,
+        random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
     ):
         super().__init__(
             "local level", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
-            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            pooled=pooled, time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
             num_chains=num_chains, priors=priors,
         )
 
@@ -630,12 +643,12 @@ class LocalLinearTrend(UnobservedComponents):
     """
 
     def __init__(
-        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None, random_state=None,
-        num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+        self, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, pooled=False, time_unit=None,
+        random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
     ):
         super().__init__(
             "local linear trend", method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter,
-            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            pooled=pooled, time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
             num_chains=num_chains, priors=priors,
         )
 
@@ -655,13 +668,14 @@ class LinearGaussianSSM(StateSpaceEstimator):
     """
 
     def __init__(
-        self, state_dim=1, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, time_unit=None,
-        random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
+        self, state_dim=1, *, method="mle", fixed_params=None, start_params=None, maxiter=1000, pooled=False,
+        time_unit=None, random_state=None, num_samples=1000, num_warmup=1000, num_chains=4, priors=None,
     ):
         self.state_dim = state_dim
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):
@@ -670,6 +684,105 @@ class LinearGaussianSSM(StateSpaceEstimator):
         if int(self.state_dim) < 1:
             raise DataError(f"state_dim must be a positive integer, got {self.state_dim!r}")
         return LinearGaussianModel(int(self.state_dim), num_columns)
+
+
+class PhaseFactor(StateSpaceEstimator):
+    r"""Factor model over the phase of many short aligned series (heartbeats), fitted pooled.
+
+    .. math::
+
+        y_{b,t} = \mu_{\phi_{b,t}} + w_{\phi_{b,t}}^\top f_b + \varepsilon_{b,t}, \quad
+        \varepsilon_{b,t} \sim N(0, \sigma^2), \quad f_b \sim N(0, I_K),
+
+    where the phase :math:`\phi_{b,t}` of an observation is its time in series b (the sample
+    index within a beat: ``ds`` = 0, 1, ..., P - 1 in a long frame, or the position in a
+    ``(B, T, 1)`` array). The template :math:`\mu` (``template``), the loadings :math:`W`
+    (``loadings``, P x K) and ``sigma2_irregular`` are shared by all series and estimated by
+    maximising the joint log-likelihood of the panel (``pooled=True``), starting from the
+    probabilistic-PCA solution; each series' factors :math:`f_b` are integrated out by its own
+    Kalman filter (:class:`tsssm.models.lgssm.PhaseFactorModel`). ``score_samples`` of new
+    series gives :math:`-\log p(y_{b,t} \mid y_{b,<t})`, which localises where a beat leaves the
+    normal shape; ``tsssm.anomaly.series_scores`` turns it into one score per beat.
+
+    Parameters
+    ----------
+    num_factors : int
+        Number of latent factors K.
+    pooled : bool
+        Must be True: the per-phase parameters are only identified across many series.
+    fixed_params, start_params, maxiter, random_state
+        As for :class:`StateSpaceEstimator` (maximum likelihood only: ``method="nuts"`` fits one
+        series; the phases are grid steps, so there is no ``time_unit``).
+    """
+
+    def __init__(self, num_factors=2, *, fixed_params=None, start_params=None, maxiter=1000, pooled=True, random_state=None):
+        self.num_factors = num_factors
+        super().__init__(
+            fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled, random_state=random_state
+        )
+
+    def _build_model(self, num_columns, exog):
+        raise DataError(
+            "PhaseFactor learns one value per phase, which only many series identify: fit it on a panel of aligned "
+            "series (a long frame with unique_id and ds = 0, 1, ... per series, or an array (series, time, 1)), "
+            "not on one series"
+        )
+
+    def _panel_model(self, data, meta):
+        _univariate(self, len(meta.columns))
+        if meta.input_columns:
+            raise DataError("PhaseFactor does not take exogenous inputs X; pass X=None")
+        if not self.pooled:
+            raise DataError("PhaseFactor shares its template and loadings across the series: pass pooled=True")
+        if int(self.num_factors) < 0:
+            raise DataError(f"num_factors must be a non-negative integer, got {self.num_factors!r}")
+        phases = _phases(data, meta)
+        return PhaseFactorModel(int(phases.max()) + 1, int(self.num_factors))
+
+    def _pooled_start(self, model, data, meta):
+        values = np.where(data.mask[..., 0], data.values[..., 0], np.nan)
+        return model.panel_start(values, _phases(data, meta)) | dict(self.start_params or {})
+
+    def _panel_data(self, y, X):
+        data, meta, params = super()._panel_data(y, X)
+        if y is not None:
+            _phases(data, meta, self.model_.length)
+        return data, meta, params
+
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000):
+        """Predictive distribution of the rest of each beat (phases up to the last fitted one).
+
+        As :meth:`StateSpaceEstimator.forecast`; a DataError for phases past the fitted ones,
+        where the model says nothing.
+        """
+        self._check_fitted()
+        self._check_horizon(horizon, times)
+        future_t, _ = future_times(self.meta_, horizon, times=times)
+        if np.max(future_t) > self.model_.length - 1:
+            raise DataError(
+                f"PhaseFactor models phases 0 to {self.model_.length - 1}, but the forecast reaches phase "
+                f"{int(np.max(future_t))}: forecast the rest of shorter (partial) beats only"
+            )
+        return super().forecast(horizon, times=times, X=X, levels=levels, num_samples=num_samples)
+
+
+def _phases(data: mle.SeriesData, meta: PanelMeta, limit: int | None = None) -> np.ndarray:
+    """Integer phases (B, T) of a regular panel's times (0 on padding); a DataError past ``limit``.
+
+    :func:`tsssm.data.to_panel` puts a regular panel on the integer grid 0, 1, ... from its first
+    timestamp (irregular panels are rejected before this), so the times are whole numbers.
+    """
+    times = np.asarray(data.times, float)
+    valid = np.arange(times.shape[1])[None, :] < np.asarray(meta.lengths)[:, None]
+    phases = np.where(valid, np.round(times), 0).astype(int)
+    if limit is not None and np.any(phases >= limit):
+        b, t = np.argwhere(phases >= limit)[0]
+        raise DataError(
+            f"PhaseFactor reads each series' times as phases 0, 1, ..., {limit - 1} (those it was fitted on), but "
+            f"series {meta.series_ids[b]!r} reaches phase {phases[b, t]} at row {t}; score beats of at most {limit} "
+            "samples, with ds = 0, 1, ... (the sample index)"
+        )
+    return phases
 
 
 class ARIMA(StateSpaceEstimator):
@@ -709,6 +822,7 @@ class ARIMA(StateSpaceEstimator):
         fixed_params=None,
         start_params=None,
         maxiter=1000,
+        pooled=False,
         time_unit=None,
         random_state=None,
         num_samples=1000,
@@ -720,8 +834,9 @@ class ARIMA(StateSpaceEstimator):
         self.seasonal_order = seasonal_order
         self.trend = trend
         super().__init__(
-            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, time_unit=time_unit,
-            random_state=random_state, num_samples=num_samples, num_warmup=num_warmup, num_chains=num_chains, priors=priors,
+            method=method, fixed_params=fixed_params, start_params=start_params, maxiter=maxiter, pooled=pooled,
+            time_unit=time_unit, random_state=random_state, num_samples=num_samples, num_warmup=num_warmup,
+            num_chains=num_chains, priors=priors,
         )
 
     def _build_model(self, num_columns, exog):

@@ -315,7 +315,9 @@ def fit(
         init = {k: v[0] for k, v in init.items()}
 
     mcmc = MCMC(
-        NUTS(numpyro_model), num_warmup=int(num_warmup), num_samples=int(num_samples), num_chains=int(num_chains),
+        # few parameters: forward-mode gradients (see mle.FORWARD_GRADIENT_MAX_PARAMS)
+        NUTS(numpyro_model, forward_mode_differentiation=layout.size <= mle.FORWARD_GRADIENT_MAX_PARAMS),
+        num_warmup=int(num_warmup), num_samples=int(num_samples), num_chains=int(num_chains),
         chain_method=chain_method, progress_bar=progress_bar,
     )
     mcmc.run(key_run, *args, init_params=init, extra_fields=tuple(_STAT_NAMES))

@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from tsssm.inference.mle import SeriesData
+from tsssm.inference.mle import TRACE_COUNTS, SeriesData
 from tsssm.kernels import kalman
 
 
@@ -75,3 +75,22 @@ def observation_draws(model, params: dict, data: SeriesData, key, num_draws: int
     noise_scale = jax.vmap(kalman.psd_sqrt)(R)
     eps = jax.random.normal(key_noise, (num_draws,) + data.values.shape, data.values.dtype)
     return jnp.einsum("tdn,stn->std", H, states) + d + jnp.einsum("tde,ste->std", noise_scale, eps)
+
+
+@eqx.filter_jit
+def initial_filter_state(model, params: dict, data: SeriesData) -> kalman.FilterState:
+    """The filter state before the first step of ``data`` (the model's initial state)."""
+    return kalman.initial_filter_state(model.system(params, data.times, data.inputs)[1])
+
+
+@eqx.filter_jit
+def filter_window(model, params: dict, state: kalman.FilterState, data: SeriesData, keep):
+    """:func:`tsssm.kernels.kalman.filter_window` for a window of ``data`` (W steps; ``keep`` (W,)).
+
+    Compiled once per model structure and window shape, so a long recording scored window by
+    window compiles once (counted in ``TRACE_COUNTS["filter_window"]``). For time-invariant
+    transitions only: the transition after the window's last step is not known from its times.
+    """
+    TRACE_COUNTS["filter_window"] += 1
+    arrays, _ = model.system(params, data.times, data.inputs)
+    return kalman.filter_window(arrays, state, data.values, data.mask, keep)

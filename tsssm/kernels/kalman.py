@@ -119,6 +119,11 @@ def _time_step(arrays: StateSpaceArrays, num_steps: int):
     return scanned, at
 
 
+def _mm(a, b):
+    """Matrix product as a broadcast multiply and sum (fused into a loop by XLA, not a library call)."""
+    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
 def _masked_observation(H, R, d, y, mask):
     """Zero the rows of missing entries: H and y rows vanish, R becomes the identity there.
 
@@ -153,13 +158,13 @@ def _update(mean, cov, y, mask, H, R, d):
     Hm, Rm, ym = _masked_observation(H, R, d, y, mask)
     num_aug = mean.shape[1]
     target = jnp.concatenate([ym[:, None], jnp.zeros((ym.shape[0], num_aug - 1), ym.dtype)], axis=1)
-    innovation = target - Hm @ mean
-    PHt = cov @ Hm.T
-    S = symmetrize(Hm @ PHt + Rm)
+    innovation = target - _mm(Hm, mean)
+    PHt = _mm(cov, Hm.T)
+    S = symmetrize(_mm(Hm, PHt) + Rm)
     solve, log_det = _innovation_solver(S)
     gain = solve(PHt.T).T
-    filtered_mean = mean + gain @ innovation
-    filtered_cov = symmetrize(cov - gain @ PHt.T)
+    filtered_mean = mean + _mm(gain, innovation)
+    filtered_cov = symmetrize(cov - _mm(gain, PHt.T))
     information = innovation.T @ solve(innovation)
     log_norm = -0.5 * (jnp.sum(mask) * LOG_2PI + log_det)
     return filtered_mean, filtered_cov, innovation, S, information, log_norm
@@ -167,9 +172,9 @@ def _update(mean, cov, y, mask, H, R, d):
 
 def _predict(mean, cov, F, Q, c):
     """Time update of the augmented mean; the offset enters column 0 only."""
-    predicted_mean = F @ mean
+    predicted_mean = _mm(F, mean)
     predicted_mean = predicted_mean.at[:, 0].add(c)
-    return predicted_mean, symmetrize(F @ cov @ F.T + Q)
+    return predicted_mean, symmetrize(_mm(_mm(F, cov), F.T) + Q)
 
 
 def _augmented_initial(init: InitialState):
@@ -182,21 +187,62 @@ def kalman_filter(arrays: StateSpaceArrays, init: InitialState, y: jax.Array, ma
     Returns the full :class:`FilterResult`; use :func:`log_likelihood` when only the
     likelihood is needed (it stores nothing per step).
     """
+    return _filter_scan(arrays, _augmented_initial(init), y, mask)[1]
+
+
+def _filter_scan(arrays: StateSpaceArrays, start, y, mask, keep=None):
+    """The filter's scan from the augmented predicted ``start = (mean, cov)``.
+
+    With ``keep`` (T,) bool, steps where it is False leave the carried state unchanged (padding
+    of a fixed-shape window; their ``mask`` must be False). Returns ``((mean, cov), FilterResult)``
+    where ``(mean, cov)`` is the prediction for the step after the last kept one.
+    """
     scanned, at = _time_step(arrays, y.shape[0])
 
     def step(carry, xs):
         mean, cov = carry
-        sliced, y_t, m_t = xs
+        sliced, y_t, m_t, k_t = xs
         a = at(sliced)
         f_mean, f_cov, innov, S, info, log_norm = _update(
             mean, cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
         )
         next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
+        if k_t is not None:
+            next_mean, next_cov = jnp.where(k_t, next_mean, mean), jnp.where(k_t, next_cov, cov)
         out = FilterResult(mean, cov, f_mean, f_cov, innov, S, info, log_norm)
         return (next_mean, next_cov), out
 
-    _, result = jax.lax.scan(step, _augmented_initial(init), (scanned, y, mask))
-    return result
+    return jax.lax.scan(step, start, (scanned, y, mask, keep))
+
+
+class FilterState(NamedTuple):
+    """The filter between two stretches of data (streaming): the augmented predicted ``mean``
+    (N, 1 + K) and ``cov`` (N, N) of the next step, and the ``information`` (1 + K, 1 + K) summed
+    over every step so far."""
+
+    mean: jax.Array
+    cov: jax.Array
+    information: jax.Array
+
+
+def initial_filter_state(init: InitialState) -> FilterState:
+    """The :class:`FilterState` before any data."""
+    mean, cov = _augmented_initial(init)
+    return FilterState(mean, cov, jnp.zeros((mean.shape[1], mean.shape[1]), cov.dtype))
+
+
+def filter_window(arrays: StateSpaceArrays, state: FilterState, y, mask, keep) -> tuple[FilterState, jax.Array]:
+    r"""Filter one fixed-shape window (W steps) from ``state``; per-step log predictive densities.
+
+    Steps with ``keep`` False are padding (their ``mask`` must be False): they change nothing
+    and get density 0. Filtering a series window by window, carrying the returned state, gives
+    exactly the per-step :func:`predictive_log_density` of one pass over the whole series
+    (NaN during the diffuse burn-in), because the augmented filter's state and the summed
+    information are all that one step passes to the next.
+    """
+    (mean, cov), result = _filter_scan(arrays, (state.mean, state.cov), y, mask, keep)
+    density = predictive_log_density(result, arrays, y, mask, state.information)
+    return FilterState(mean, cov, state.information + jnp.sum(result.information, axis=0)), density
 
 
 def diffuse_log_likelihood(information_sum: jax.Array, log_norm_sum: jax.Array) -> jax.Array:
@@ -305,6 +351,30 @@ def _collapse_carry(mean, cov, info_sum):
     return jnp.where(valid, folded_mean, mean), jnp.where(valid, folded_cov, cov), valid
 
 
+#: Steps per inner scan of :func:`log_likelihood` without the steady-state switch.
+PLAIN_CHUNK = 16
+
+
+def _chunks(xs, chunk: int):
+    """Split the leading time axis of every array in ``xs`` into ``(num_chunks, chunk, ...)``.
+
+    The tail is padded with zeros; a zero (False) mask makes the padded steps missing, so they
+    add nothing to the likelihood. Scanning over chunks with an inner scan per chunk keeps the
+    buffers each inner loop touches small: XLA:CPU then runs the loop body's kernels one after
+    the other on the calling thread instead of handing each to its thread pool, which costs
+    microseconds per step in reverse mode (where the body reads the stored forward pass).
+    """
+    num_steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    num_chunks = -(-num_steps // chunk)
+    pad = num_chunks * chunk - num_steps
+
+    def split(x):
+        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+        return x.reshape((num_chunks, chunk) + x.shape[1:])
+
+    return jax.tree_util.tree_map(split, xs)
+
+
 def log_likelihood(
     arrays: StateSpaceArrays,
     init: InitialState,
@@ -352,7 +422,9 @@ def log_likelihood(
     )
     xs = (scanned, y, mask)
     if not switch:
-        final, _ = jax.lax.scan(lambda c, x: (full(c, x), None), carry0, xs)
+        # nested scans over short chunks: see _chunks
+        chunk_body = lambda c, xs_c: (jax.lax.scan(lambda c, x: (full(c, x), None), c, xs_c)[0], None)
+        final, _ = jax.lax.scan(chunk_body, carry0, _chunks(xs, PLAIN_CHUNK))
         return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
     # offsets c constant: whole blocks at once (_SteadyBlock); c varying: step by step
@@ -408,7 +480,17 @@ def log_likelihood(
 
         def full_chunk(collapsing):
             def run(carry, ops):
-                carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
+                if collapsing:
+                    carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
+                else:  # the diffuse columns are zero: carry only the mean's first column
+                    lean = jax.lax.scan(
+                        lambda c, x: (full(c, x), None),
+                        carry._replace(mean=carry.mean[:, :1], info_sum=carry.info_sum[:1, :1]),
+                        chunk_xs,
+                    )[0]
+                    carry = lean._replace(
+                        mean=carry.mean.at[:, :1].set(lean.mean), info_sum=carry.info_sum.at[0, 0].set(lean.info_sum[0, 0])
+                    )
                 if collapsing:  # fold delta in once the chunk's data identify it
                     mean, cov, valid = _collapse_carry(carry.mean, carry.cov, carry.info_sum)
                     carry = carry._replace(mean=mean, cov=cov, collapsed=valid)
@@ -422,16 +504,8 @@ def log_likelihood(
         branch = jnp.where(carry.steady & jnp.all(chunk_xs[2]), 0, jnp.where(carry.collapsed, 1, 2))
         return jax.lax.switch(branch, [fast, full_chunk(False), full_chunk(True)], carry, ops), None
 
-    num_steps = y.shape[0]
-    num_chunks = -(-num_steps // chunk)
-    pad = num_chunks * chunk - num_steps
-
-    def chunked(x):
-        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
-        return x.reshape((num_chunks, chunk) + x.shape[1:])
-
     ops0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(steady_state_of, cov0))
-    (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), jax.tree_util.tree_map(chunked, xs))
+    (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), _chunks(xs, chunk))
     return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
 
@@ -466,9 +540,13 @@ def _exclusive_cumsum(x: jax.Array) -> jax.Array:
     return jnp.cumsum(x, axis=0) - x
 
 
-def collapse_predicted(result: FilterResult) -> Moments:
-    """One-step-ahead state moments given y before t; ``valid`` False during the diffuse burn-in."""
-    return _collapse(result.predicted_mean, result.predicted_cov, _exclusive_cumsum(result.information))
+def collapse_predicted(result: FilterResult, information_before=0.0) -> Moments:
+    """One-step-ahead state moments given y before t; ``valid`` False during the diffuse burn-in.
+
+    ``information_before`` is the information summed over data before ``result`` (streaming).
+    """
+    information = _exclusive_cumsum(result.information) + information_before
+    return _collapse(result.predicted_mean, result.predicted_cov, information)
 
 
 def collapse_filtered(result: FilterResult) -> Moments:
@@ -485,15 +563,19 @@ def observation_moments(arrays: StateSpaceArrays, state: Moments) -> Moments:
     return Moments(mean, symmetrize(cov), state.valid)
 
 
-def predictive_log_density(result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array):
+def predictive_log_density(
+    result: FilterResult, arrays: StateSpaceArrays, y: jax.Array, mask: jax.Array, information_before=0.0
+):
     r"""Per-step one-step-ahead log predictive density of the observed entries of y (T,).
+
+    ``information_before``: as in :func:`collapse_predicted`.
 
     Steps where the diffuse prior is not yet identified get NaN; steps with no observation get 0.
     Summed over the valid steps this equals the diffuse log-likelihood plus
     :math:`\log|\det M|`, where :math:`M` maps the diffuse vector to the first observations
     that identify it (1 for a local level or a local linear trend).
     """
-    pred = observation_moments(arrays, collapse_predicted(result))
+    pred = observation_moments(arrays, collapse_predicted(result, information_before))
     m = mask.astype(y.dtype)
     resid = jnp.where(mask, y - pred.mean, 0.0)
     cov = pred.cov * (m[:, :, None] * m[:, None, :]) + jax.vmap(jnp.diag)(1.0 - m)

@@ -193,3 +193,103 @@ class LinearGaussianModel(eqx.Module):
             F, jnp.eye(k, dtype=F.dtype), jnp.zeros(k, F.dtype), params["observation"], params["obs_cov"], params["obs_offset"]
         )
         return arrays, InitialState(jnp.zeros(k, F.dtype), jnp.zeros((k, k), F.dtype), jnp.eye(k, dtype=F.dtype))
+
+
+class PhaseFactorModel(eqx.Module):
+    r"""Factor model over the phase of short aligned series (heartbeats, cycles), as a state space.
+
+    A series observed at phases :math:`\phi_t \in \{0, \dots, P - 1\}` (its times, e.g. the
+    sample index within a beat) is a phase template plus a few factor loadings scaled by latent
+    factors that are constant over the series, plus white noise:
+
+    .. math::
+
+        y_t = \mu_{\phi_t} + w_{\phi_t}^\top f + \varepsilon_t, \quad
+        \varepsilon_t \sim N(0, \sigma^2), \qquad
+        f_{t+1} = f_t, \quad f_0 \sim N(0, I_K).
+
+    The template :math:`\mu` (``template``, (P,)), the loadings :math:`W` (``loadings``,
+    (P, K)) and :math:`\sigma^2` (``sigma2_irregular``) are shared by all series of a panel (a
+    pooled fit); each series has its own factors :math:`f`, integrated out by the Kalman filter.
+    The joint density of a fully observed series is :math:`N(\mu, W W^\top + \sigma^2 I)`,
+    probabilistic PCA (Tipping & Bishop 1999), whose maximum-likelihood solution is
+    :meth:`panel_start`; the filter adds what PCA lacks: exact missing values, and the one-step
+    predictive densities :math:`p(y_t \mid y_{<t})` that localise where a series departs from
+    the normal shape. :math:`W` is identified up to an orthogonal rotation of the factors.
+    """
+
+    length: int
+    num_factors: int = 2
+
+    def param_specs(self):
+        P, K = self.length, self.num_factors
+        return (
+            ParamSpec("sigma2_irregular"),
+            ParamSpec("template", "real", (P,), labels=tuple(f"template[{p}]" for p in range(P))),
+            ParamSpec("loadings", "real", (P, K)),
+        )
+
+    def state_names(self):
+        return tuple(f"factor[{k}]" for k in range(self.num_factors))
+
+    def start_params(self, y, inputs=None):
+        """Template at the mean of ``y``, small fixed loadings, noise variance from ``y``.
+
+        ``y`` is unaligned here (the protocol passes one series or series end to end); the
+        aligned moment estimates of :meth:`panel_start` are the better start for a panel.
+        """
+        y = np.asarray(y, float)[:, 0]
+        scale = float(np.nanstd(y)) or 1.0
+        phases = np.arange(self.length)[:, None] / max(self.length - 1, 1)
+        orders = np.arange(1, self.num_factors + 1)[None, :]
+        return {
+            "sigma2_irregular": scale**2 / 2.0,
+            "template": np.full(self.length, float(np.nanmean(y))),
+            "loadings": 0.1 * scale * np.cos(np.pi * orders * phases),
+        }
+
+    def panel_start(self, values: np.ndarray, phases: np.ndarray) -> dict:
+        r"""Probabilistic PCA estimates from a panel: the maximum-likelihood solution for complete data.
+
+        Parameters
+        ----------
+        values : array (B, T)
+            One column per series, NaN where missing.
+        phases : array (B, T) of int
+            The phase of each value (entries with NaN values are ignored).
+
+        Returns
+        -------
+        dict
+            ``template`` = per-phase mean; with the eigenvalues :math:`\lambda_1 \ge \dots` and
+            eigenvectors :math:`u_k` of the per-phase covariance (missing phases filled with the
+            template), :math:`\sigma^2` = mean of the :math:`P - K` smallest eigenvalues and
+            :math:`w_k = u_k \sqrt{\max(\lambda_k - \sigma^2, 0)}`.
+        """
+        B, P, K = values.shape[0], self.length, self.num_factors
+        grid = np.full((B, P), np.nan)
+        observed = np.isfinite(values)
+        rows = np.broadcast_to(np.arange(B)[:, None], values.shape)
+        grid[rows[observed], phases[observed]] = values[observed]
+        template = np.nanmean(grid, axis=0)
+        template = np.where(np.isfinite(template), template, float(np.nanmean(values)))
+        centred = np.where(np.isfinite(grid), grid - template, 0.0)
+        eigval, eigvec = np.linalg.eigh(centred.T @ centred / B)
+        eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+        sigma2 = max(float(np.mean(eigval[K:])), 1e-8 * float(np.mean(eigval)) + 1e-12)
+        loadings = eigvec[:, :K] * np.sqrt(np.clip(eigval[:K] - sigma2, 0.0, None))
+        return {"sigma2_irregular": sigma2, "template": template, "loadings": loadings}
+
+    def system(self, params, times, inputs=None):
+        phase = jnp.clip(jnp.round(times).astype(jnp.int32), 0, self.length - 1)
+        loadings = params["loadings"]
+        K, dtype = self.num_factors, loadings.dtype
+        arrays = StateSpaceArrays(
+            jnp.eye(K, dtype=dtype),
+            jnp.zeros((K, K), dtype),
+            jnp.zeros(K, dtype),
+            loadings[phase][:, None, :],
+            jnp.reshape(params["sigma2_irregular"], (1, 1)).astype(dtype),
+            params["template"][phase][:, None],
+        )
+        return arrays, InitialState(jnp.zeros(K, dtype), jnp.eye(K, dtype=dtype), jnp.zeros((K, 0), dtype))
