@@ -16,6 +16,8 @@ from tsssm import anomaly, datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
     ARIMA,
+    Chimera,
+    ChimeraClassifier,
     DeepMarkovModel,
     DynamicFactor,
     LinearGaussianSSM,
@@ -33,6 +35,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARIMA",
+    "Chimera",
+    "ChimeraClassifier",
     "ConvergenceWarning",
     "DataError",
     "DeepMarkovModel",

@@ -10,6 +10,7 @@ from tsssm.estimators.classical import (
     StateSpaceEstimator,
     UnobservedComponents,
 )
+from tsssm.estimators.chimera import Chimera, ChimeraClassifier
 from tsssm.estimators.deep_markov import DeepMarkovModel
 from tsssm.estimators.dynamic_factor import DynamicFactor
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
@@ -17,6 +18,8 @@ from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 __all__ = [
     "ARIMA",
     "BaseForecaster",
+    "Chimera",
+    "ChimeraClassifier",
     "DeepMarkovModel",
     "DynamicFactor",
     "LinearGaussianSSM",

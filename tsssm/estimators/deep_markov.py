@@ -12,16 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from tsssm.data import PanelMeta, future_times, to_panel
-from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
+from tsssm.data import future_times
 from tsssm.errors import DataError
-from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.estimators._sequence import SequenceForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import svi
 from tsssm.models.deep_markov import LIKELIHOODS, DeepMarkovNetwork
 
 
-class DeepMarkovModel(BaseForecaster):
+class DeepMarkovModel(SequenceForecaster):
     r"""Deep Markov model (Krishnan, Shalit & Sontag 2017) with a structured variational guide.
 
     .. math::
@@ -34,6 +33,9 @@ class DeepMarkovModel(BaseForecaster):
     enters the transition). The guide :math:`q(z_k \mid z_{k-1}, y_{k:T})` is a backward GRU
     with a combiner network. Training maximises the ELBO with numpyro SVI (Adam, gradient
     clipping, minibatches of series, optional KL annealing, early stopping on held-out series).
+    Forecasts: latent paths start from the filtered particles at the end of each series and follow
+    the learned transition (with the future time gaps); observations are drawn from the emission,
+    and the forecast mean averages the emission means over the paths.
 
     Parameters
     ----------
@@ -131,60 +133,15 @@ class DeepMarkovModel(BaseForecaster):
         self.verbose = verbose
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ data
-    def _eval_seed(self, salt: int) -> int:
-        base = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
-        return int(base) * 7919 + salt
-
-    def _to_panel(self, y, X):
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        return to_panel(y, time_unit=self.time_unit)
-
-    def _check_same_layout(self, meta: PanelMeta):
-        arrays = "array" in (meta.layout, self.meta_.layout)
-        if (len(meta.columns) != len(self.meta_.columns)) if arrays else (meta.columns != self.meta_.columns):
-            raise DataError(
-                f"the data has columns {list(meta.columns)}, but the model was fitted on {list(self.meta_.columns)}"
-            )
-        if meta.time_unit != self.meta_.time_unit:
-            raise DataError(
-                f"the data's time unit is {meta.time_unit!r}, but the model was fitted with time unit "
-                f"{self.meta_.time_unit!r}; pass time_unit={self.meta_.time_unit!r}"
-            )
-
-    def _batch(self, panel, lengths) -> tuple[svi.SequenceBatch, np.ndarray]:
-        """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
-        times = np.asarray(panel.times, float)
-        T = times.shape[1]
-        lengths = np.asarray(lengths, int)
-        valid = np.arange(T)[None, :] < lengths[:, None]
-        mask = np.asarray(panel.mask, bool) & valid[:, :, None]
-        values = np.asarray(panel.values, float)
-        gaps = np.diff(times, axis=1, prepend=times[:, :1] - self.time_scale_)
-        delta = np.where(valid, gaps / self.time_scale_, 1.0)
-        y = np.where(mask, (values - self.loc_) / self.scale_, 0.0)
-        log_jac = np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
-        return svi.as_batch(y, mask, delta, valid), log_jac
-
-    def _prepare(self, y, X=None):
-        panel, meta = self._to_panel(y, X)
-        self._check_same_layout(meta)
-        batch, log_jac = self._batch(panel, meta.lengths)
-        return panel, meta, batch, log_jac
-
     # ------------------------------------------------------------------ fit
     def fit(self, y, X=None):
         """Train on ``y``: a Series, wide or long frame, or an array ``(T,)``, ``(T, D)``, ``(B, T, D)``; returns ``self``."""
         if self.likelihood not in LIKELIHOODS:
             raise DataError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         panel, meta = self._to_panel(y, X)
-        values, mask = np.asarray(panel.values, float), np.asarray(panel.mask, bool)
-        lengths = np.asarray(meta.lengths)
-        T = values.shape[1]
-        valid = np.arange(T)[None, :] < lengths[:, None]
-        observed = mask & valid[:, :, None]
+        values = np.asarray(panel.values, float)
         if self.likelihood == "bernoulli":
+            _, observed = self._observed(panel, meta.lengths)
             bad = observed & (values != 0.0) & (values != 1.0)
             if bad.any():
                 b, t, d = np.argwhere(bad)[0]
@@ -192,29 +149,12 @@ class DeepMarkovModel(BaseForecaster):
                     f"likelihood='bernoulli' needs 0/1 data, but column {meta.columns[d]!r} of series "
                     f"{meta.series_ids[b]!r} holds {values[b, t, d]!r} at row {t}; use likelihood='gaussian'"
                 )
-            loc, scale = np.zeros(values.shape[2]), np.ones(values.shape[2])
-        else:
-            obs = np.where(observed, values, np.nan)
-            loc = np.nanmean(obs, axis=(0, 1))
-            scale = np.nanstd(obs, axis=(0, 1))
-            scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-        times = np.asarray(panel.times, float)
-        gaps = np.diff(times, axis=1)[valid[:, 1:]]
-        gaps = gaps[gaps > 0]
-        self.loc_, self.scale_ = loc, scale
-        self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
-        self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
-        self.meta_ = meta
-        self.panel_data_ = panel
+        self._set_scaling(panel, meta, standardise=self.likelihood != "bernoulli")
         batch, _ = self._batch(panel, meta.lengths)
 
-        seed = int(np.random.default_rng(self.random_state).integers(2**31))
-        rng = np.random.default_rng(seed)
-        B = batch.y.shape[0]
-        n_val = round(self.validation_fraction * B) if B >= 4 and self.validation_fraction > 0 else 0
-        n_val = min(n_val, B - 1)
-        order = rng.permutation(B)
-        train, val = batch.take(np.sort(order[n_val:])), (batch.take(np.sort(order[:n_val])) if n_val else None)
+        seed = self._seed()
+        train_idx, val_idx = self._validation_split(batch.y.shape[0], self.validation_fraction, np.random.default_rng(seed))
+        train, val = batch.take(train_idx), (batch.take(val_idx) if len(val_idx) else None)
         net = self._template(values.shape[2], jax.random.key(seed))
         result = svi.fit(
             net, train, val, batch_size=self.batch_size, max_epochs=self.max_epochs,
@@ -242,18 +182,10 @@ class DeepMarkovModel(BaseForecaster):
 
     # ------------------------------------------------------------------ filtering
     def _filtered(self, y=None, X=None, num_particles=None):
-        self._check_fitted()
-        if y is None:
-            meta, panel = self.meta_, self.panel_data_
-            batch, log_jac = self._batch(panel, meta.lengths)
-        else:
-            panel, meta, batch, log_jac = self._prepare(y, X)
+        panel, meta, batch, log_jac = self._prepare(y, X)
         K = int(num_particles or self.num_particles)
         result = svi.batch_filter(self.network_, batch, jax.random.key(self._eval_seed(2)), K)
         return jax.device_get(result), meta, panel, batch, log_jac
-
-    def _per_series(self, meta: PanelMeta) -> bool:
-        return meta.layout == "long" or len(meta.series_ids) > 1
 
     def score_samples(self, y=None, X=None):
         r"""Per-step anomaly score :math:`-\log \hat p(y_k \mid y_{<k})` (higher = more anomalous).
@@ -265,14 +197,7 @@ class DeepMarkovModel(BaseForecaster):
         """
         res, meta, _, _, log_jac = self._filtered(y, X)
         scores = log_jac - np.asarray(res.log_increments, float)  # log_jac is 0 where nothing is observed
-        if not self._per_series(meta):
-            return pd.Series(scores[0, : meta.lengths[0]], index=meta.indexes[0], name="score")
-        lengths = list(meta.lengths)
-        return pd.DataFrame({
-            ID_COLUMN: pd.Index(list(meta.series_ids)).repeat(lengths),
-            TIME_COLUMN: meta.indexes[0].append(list(meta.indexes[1:])),
-            "score": np.concatenate([s[:n] for s, n in zip(scores, lengths)]),
-        })
+        return self._per_step_frame(scores, meta)
 
     def score(self, y=None, X=None):
         r"""Log predictive density of ``y``: :math:`\log \hat p(y)` from the particle filter.
@@ -284,10 +209,7 @@ class DeepMarkovModel(BaseForecaster):
         """
         res, meta, _, _, log_jac = self._filtered(y, X)
         totals = np.sum(np.asarray(res.log_increments, float), axis=1) + np.asarray(res.pending, float)
-        totals = totals - np.sum(log_jac, axis=1)
-        if not self._per_series(meta):
-            return float(totals[0])
-        return pd.Series(totals, index=pd.Index(list(meta.series_ids), name=ID_COLUMN), name="score")
+        return self._per_series_total(totals - np.sum(log_jac, axis=1), meta)
 
     def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
         """One-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
@@ -326,55 +248,15 @@ class DeepMarkovModel(BaseForecaster):
         means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
 
-    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
-        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
-
-        Latent paths start from the filtered particles at the end of each series and follow the
-        learned transition (with the future time gaps); observations are drawn from the emission.
-        The mean averages the emission means over the paths; quantiles come from the draws.
-        """
-        self._check_fitted()
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
-        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
-
-    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
-        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
-        self._check_fitted()
-        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
-        _, draws, _ = self._draw(horizon, times, num_samples, seed)
-        return draws[:, 0] if draws.shape[1] == 1 else draws
-
     # ------------------------------------------------------------------ persistence
     def _state_for_saving(self):
-        panel = self.panel_data_
-        values = np.where(panel.mask, panel.values, np.nan)
-        frame = self.meta_.frame(values)
-        doc, arrays = frame_to_arrays(frame, "y")
-        arrays |= {f"param.{k}": v for k, v in self.params_.items()}
-        arrays |= {"loc": self.loc_, "scale": self.scale_}
-        document = {
-            "hyperparameters": encode_params(self.get_params(deep=False)),
-            "y": doc,
-            "time_scale": self.time_scale_,
-            "max_delta": self.max_delta_,
-            "elbo": self.elbo_,
-            "history": self.history_.to_dict(orient="list"),
-            "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_],
-        }
+        document, arrays = self._common_state()
+        document |= {"elbo": self.elbo_, "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_]}
         return document, arrays
 
     def _restore(self, document, arrays):
-        y = frame_from_arrays(document["y"], arrays, "y")
-        panel, meta = self._to_panel(y, None)
-        self.meta_, self.panel_data_ = meta, panel
-        self.loc_, self.scale_ = np.asarray(arrays["loc"], float), np.asarray(arrays["scale"], float)
-        self.time_scale_ = float(document["time_scale"])
-        self.max_delta_ = float(document["max_delta"])
-        names = sorted(k for k in arrays if k.startswith("param."))
-        template = self._template(len(meta.columns), jax.random.key(0))
-        self._set_network(svi.network_from_leaves(template, [arrays[k] for k in names]))
+        leaves = self._restore_common(document, arrays)
+        template = self._template(len(self.meta_.columns), jax.random.key(0))
+        self._set_network(svi.network_from_leaves(template, leaves))
         self.elbo_ = float(document["elbo"])
-        self.history_ = pd.DataFrame(document["history"])
         self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_ = document["fit_info"]

@@ -46,27 +46,17 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
+from tsssm.inference.batching import (  # noqa: F401 (svi.as_batch)
+    EarlyStopping,
+    SequenceBatch,
+    as_batch,
+    chunks,
+    epoch_order,
+    run_epoch,
+    with_empty,
+)
+from tsssm.inference.network_mle import network_from_leaves, network_leaves, split_network  # noqa: F401 (svi.network_*)
 from tsssm.models.deep_markov import DeepMarkovNetwork, gaussian_kl
-
-
-class SequenceBatch(NamedTuple):
-    """Padded series: ``y (B, T, D)`` float32, ``mask (B, T, D)`` bool, ``delta (B, T)`` float32,
-    ``valid (B, T)`` bool."""
-
-    y: np.ndarray
-    mask: np.ndarray
-    delta: np.ndarray
-    valid: np.ndarray
-
-    def take(self, index) -> SequenceBatch:
-        return SequenceBatch(*(np.asarray(a)[index] for a in self))
-
-
-def as_batch(y, mask, delta, valid) -> SequenceBatch:
-    """Cast to the dtypes the networks expect (float32 values, bool masks)."""
-    return SequenceBatch(
-        np.asarray(y, np.float32), np.asarray(mask, bool), np.asarray(delta, np.float32), np.asarray(valid, bool)
-    )
 
 
 def _normal_logpdf(x, loc, scale):
@@ -112,25 +102,8 @@ def _objective(net, batch, key, beta):
 
 
 # ------------------------------------------------------------------------------ numpyro SVI
-def _split_network(net):
-    params, static = eqx.partition(net, eqx.is_inexact_array)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    return leaves, treedef, static
-
-
 def _param_names(count: int) -> list[str]:
     return [f"dmm.w{i:03d}" for i in range(count)]
-
-
-def network_from_leaves(template: DeepMarkovNetwork, leaves) -> DeepMarkovNetwork:
-    """A network shaped like ``template`` with the given weight arrays (order of :func:`network_leaves`)."""
-    _, treedef, static = _split_network(template)
-    return eqx.combine(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves]), static)
-
-
-def network_leaves(net: DeepMarkovNetwork) -> list:
-    """The weight arrays of ``net`` in a fixed order (what ``save`` writes)."""
-    return _split_network(net)[0]
 
 
 def _svi_model(batch, beta, *, leaves, treedef, static):
@@ -230,9 +203,8 @@ def fit(
     rng = np.random.default_rng(seed)
     n = train.y.shape[0]
     m = int(min(batch_size, n))
-    empty = SequenceBatch(*(np.zeros_like(a[:1]) for a in train))
-    padded_train = SequenceBatch(*(np.concatenate([a, e]) for a, e in zip(train, empty)))
-    leaves, treedef, static = _split_network(net)
+    padded_train = with_empty(train)
+    leaves, treedef, static = split_network(net)
     names = _param_names(len(leaves))
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
@@ -242,60 +214,44 @@ def fit(
 
     def loss_of(data: SequenceBatch, params, eval_key) -> float:
         total, count = 0.0, 0
-        num = data.y.shape[0]
-        padded = SequenceBatch(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in data))
-        for start in range(0, num, m):
-            idx = np.arange(start, start + m)
-            idx = np.where(idx < num, idx, num)
+        padded = with_empty(data)
+        for idx in chunks(data.y.shape[0], m):
             value, steps = evaluate(params, padded.take(idx), eval_key)
             total += float(value)
             count += int(steps)
         return total / max(count, 1)
 
-    history, best, best_params, bad = [], np.inf, None, 0
+    history, tracker = [], EarlyStopping(patience)
     num_updates, seq_steps, stopped = 0, 0, "max_epochs"
     t_start = time.perf_counter()
+    deadline = None if max_seconds is None else t_start + max_seconds
     eval_key = jax.random.key(seed + 1)
     for epoch in range(max_epochs):
         beta = jnp.float32(kl_schedule(epoch, kl_anneal_epochs, kl_anneal_start))
-        order = rng.permutation(n)
-        order = np.concatenate([order, np.full((-n) % m, n)])
-        losses = []
-        for start in range(0, len(order), m):
-            batch = padded_train.take(order[start : start + m])
-            state, loss = update(state, batch, beta)
-            losses.append(loss)
-            num_updates += 1
-            seq_steps += int(batch.valid.sum())
-            if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
-                stopped = "max_seconds"
-                break
-        train_loss = float(np.mean(jax.device_get(losses)))
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(
-                f"the training loss became {train_loss} at epoch {epoch}: lower learning_rate or clip_norm"
-            )
+        result = run_epoch(
+            lambda st, batch: update(st, batch, beta), state, padded_train, epoch_order(rng, n, m), m, epoch, deadline
+        )
+        state, train_loss = result.state, result.loss
+        num_updates += result.updates
+        seq_steps += result.steps
+        stopped = "max_seconds" if result.out_of_time else stopped
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
         if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
             record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
-            improved = not np.isfinite(best) or record["valid"] < best - 1e-6 * abs(best)
-            if improved:
-                best, best_params, bad = record["valid"], jax.device_get(svi.get_params(state)), 0
-            elif epoch >= kl_anneal_epochs:  # patience counts only once the KL weight has reached 1
-                bad += 1
+            # patience counts only once the KL weight has reached 1
+            tracker.update(record["valid"], jax.device_get(svi.get_params(state)), count=epoch >= kl_anneal_epochs)
         record["seconds"] = time.perf_counter() - t_start
         history.append(record)
         if verbose and (epoch % max(int(verbose), 1) == 0 or stopped != "max_epochs"):
             val = "" if record["valid"] is None else f", valid -ELBO/step {record['valid']:.4f}"
             print(f"[DeepMarkovModel] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
                   f"(beta {float(beta):.2f}, {record['seconds']:.1f} s)", flush=True)
-        if stopped != "max_epochs":
-            break
-        if valid is not None and bad >= patience:
-            stopped = "early_stopping"
+        reason = tracker.end_of_epoch(stopped, valid is not None)
+        if reason is not None:
+            stopped = reason
             break
     train_seconds = time.perf_counter() - t_start
-    params = best_params if best_params is not None else svi.get_params(state)
+    params = tracker.best_state if tracker.best_state is not None else svi.get_params(state)
     train_elbo = -loss_of(train, params, eval_key)
     return FitResult(
         to_net(params), history, compile_seconds, train_seconds, num_updates, seq_steps, stopped, train_elbo
