@@ -184,8 +184,11 @@ class Forecast:
             fig = ax.figure
         x = self._indexes[0]
         if history is not None:
-            hist = history[column] if isinstance(history, pd.DataFrame) and column in history else history
-            hist = pd.Series(np.asarray(hist).reshape(len(hist), -1)[:, j], index=getattr(hist, "index", None))
+            if isinstance(history, pd.DataFrame) and column in history:
+                hist = history[column]
+            else:  # a Series, or an array / frame whose columns follow the model's
+                values = np.asarray(history).reshape(len(history), -1)
+                hist = pd.Series(values[:, j if values.shape[1] > 1 else 0], index=getattr(history, "index", None))
             ax.plot(hist.index, hist.to_numpy(), color="0.2", lw=1, label="observed")
         for level in sorted(levels, reverse=True):
             lo = self._quantile_array((1 - level) / 2)[0, :, j]
