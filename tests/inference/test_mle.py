@@ -1,5 +1,7 @@
 """Maximum-likelihood machinery: constraints, parameter layout, optimum and observed information."""
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -110,3 +112,13 @@ def test_components_have_statsmodels_likelihood(components, sm_kwargs, params):
     assert model.log_likelihood_ == pytest.approx(reference.loglike(flat) + num_diffuse * HALF_LOG_2PI, abs=1e-7)
     # and the smoothed states agree where the state vectors line up (the first state: level)
     np.testing.assert_allclose(model.smooth().iloc[:, 0], reference.smooth(flat).smoothed_state[0], rtol=1e-7)
+
+
+def test_an_unbounded_likelihood_is_an_error_not_a_result():
+    """Two random walks, a free 2-state model: a noise variance collapses and the exact diffuse
+    likelihood grows without bound; the fit must say so instead of reporting ~1e20."""
+    rng = np.random.default_rng(0)
+    walks = np.cumsum(rng.normal(size=(60, 2)), axis=0) + [0.0, 50.0]
+    with pytest.raises(tsssm.NumericalError, match="without bound"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", tsssm.ConvergenceWarning)
+        tsssm.LinearGaussianSSM(state_dim=2).fit(walks)

@@ -386,6 +386,8 @@ def _maximise(model, layout: ParamLayout, data: SeriesData, theta0, nobs: int, m
     theta, iterations, value, grad_norm, message = _polish(
         model, layout, data, scale, theta0, (theta, iterations, value, grad), maxiter, loglik
     )
+    ll = -value * nobs
+    _check_finite(ll, nobs)
     converged = grad_norm < CONVERGED_GRADIENT
     if not converged:
         warnings.warn(
@@ -394,8 +396,6 @@ def _maximise(model, layout: ParamLayout, data: SeriesData, theta0, nobs: int, m
             ConvergenceWarning,
             stacklevel=4,
         )
-    ll = -value * nobs
-    _check_finite(ll)
     return MLEResult(_to_numpy(_constrained(layout, jax.device_put(np.asarray(theta, float)))), ll, converged, iterations, message)
 
 
@@ -640,9 +640,20 @@ def standard_errors(
     return layout.labels(), flat, np.sqrt(np.clip(np.diagonal(cov), 0.0, None))
 
 
-def _check_finite(ll: float):
+#: A Gaussian log density above this many nats per observed value means a variance collapsed
+#: to (numerically) zero: the likelihood is unbounded there, not maximised.
+MAX_LOG_DENSITY_PER_VALUE = 300.0
+
+
+def _check_finite(ll: float, nobs: int = 1):
     if not np.isfinite(ll):
         raise NumericalError("the log-likelihood is not finite at the estimated parameters (a covariance may not be positive definite)")
+    if ll > MAX_LOG_DENSITY_PER_VALUE * max(nobs, 1):
+        raise NumericalError(
+            f"the log-likelihood grew without bound ({ll:.3g} for {nobs} observed values): a noise variance went to zero "
+            "where the model can fit some values exactly; fix that variance with fixed_params=, use a model with fewer "
+            "free matrices, or rescale the data"
+        )
 
 
 def _to_numpy(params: dict) -> dict:
