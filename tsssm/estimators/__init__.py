@@ -11,6 +11,7 @@ from tsssm.estimators.classical import (
 )
 from tsssm.estimators.deep_markov import DeepMarkovModel
 from tsssm.estimators.dynamic_factor import DynamicFactor
+from tsssm.estimators.latent_ode import LatentODE, LatentSDE
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "BaseForecaster",
     "DeepMarkovModel",
     "DynamicFactor",
+    "LatentODE",
+    "LatentSDE",
     "LinearGaussianSSM",
     "LocalLevel",
     "LocalLinearTrend",

@@ -10,18 +10,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
-from tsssm.data import PanelMeta, future_times, to_panel
-from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
+from tsssm.data import future_times
 from tsssm.errors import DataError
-from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.estimators._deep import DeepEstimatorMixin, column_scaling, positive_gaps
+from tsssm.estimators.base import BaseForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import svi
 from tsssm.models.deep_markov import LIKELIHOODS, DeepMarkovNetwork
 
 
-class DeepMarkovModel(BaseForecaster):
+class DeepMarkovModel(DeepEstimatorMixin, BaseForecaster):
     r"""Deep Markov model (Krishnan, Shalit & Sontag 2017) with a structured variational guide.
 
     .. math::
@@ -132,27 +131,6 @@ class DeepMarkovModel(BaseForecaster):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ data
-    def _eval_seed(self, salt: int) -> int:
-        base = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
-        return int(base) * 7919 + salt
-
-    def _to_panel(self, y, X):
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        return to_panel(y, time_unit=self.time_unit)
-
-    def _check_same_layout(self, meta: PanelMeta):
-        arrays = "array" in (meta.layout, self.meta_.layout)
-        if (len(meta.columns) != len(self.meta_.columns)) if arrays else (meta.columns != self.meta_.columns):
-            raise DataError(
-                f"the data has columns {list(meta.columns)}, but the model was fitted on {list(self.meta_.columns)}"
-            )
-        if meta.time_unit != self.meta_.time_unit:
-            raise DataError(
-                f"the data's time unit is {meta.time_unit!r}, but the model was fitted with time unit "
-                f"{self.meta_.time_unit!r}; pass time_unit={self.meta_.time_unit!r}"
-            )
-
     def _batch(self, panel, lengths) -> tuple[svi.SequenceBatch, np.ndarray]:
         """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
         times = np.asarray(panel.times, float)
@@ -194,51 +172,21 @@ class DeepMarkovModel(BaseForecaster):
                 )
             loc, scale = np.zeros(values.shape[2]), np.ones(values.shape[2])
         else:
-            obs = np.where(observed, values, np.nan)
-            loc = np.nanmean(obs, axis=(0, 1))
-            scale = np.nanstd(obs, axis=(0, 1))
-            scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-        times = np.asarray(panel.times, float)
-        gaps = np.diff(times, axis=1)[valid[:, 1:]]
-        gaps = gaps[gaps > 0]
+            loc, scale = column_scaling(values, observed)
+        gaps = positive_gaps(panel.times, valid)
         self.loc_, self.scale_ = loc, scale
         self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
         self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
         self.meta_ = meta
         self.panel_data_ = panel
         batch, _ = self._batch(panel, meta.lengths)
-
-        seed = int(np.random.default_rng(self.random_state).integers(2**31))
-        rng = np.random.default_rng(seed)
-        B = batch.y.shape[0]
-        n_val = round(self.validation_fraction * B) if B >= 4 and self.validation_fraction > 0 else 0
-        n_val = min(n_val, B - 1)
-        order = rng.permutation(B)
-        train, val = batch.take(np.sort(order[n_val:])), (batch.take(np.sort(order[:n_val])) if n_val else None)
-        net = self._template(values.shape[2], jax.random.key(seed))
-        result = svi.fit(
-            net, train, val, batch_size=self.batch_size, max_epochs=self.max_epochs,
-            learning_rate=self.learning_rate, clip_norm=self.clip_norm, kl_anneal_epochs=self.kl_anneal_epochs,
-            kl_anneal_start=self.kl_anneal_start, patience=self.patience, max_seconds=self.max_seconds,
-            seed=seed, verbose=self.verbose,
-        )
-        self._set_network(result.network)
-        self.history_ = pd.DataFrame(result.history)
-        self.compile_seconds_ = result.compile_seconds
-        self.train_seconds_ = result.train_seconds
-        self.n_iter_ = result.num_updates
-        self.stopped_ = result.stopped
-        self.elbo_ = result.train_elbo
+        self._train(batch, values.shape[2])
         return self
 
     def _template(self, obs_dim: int, key) -> DeepMarkovNetwork:
         return DeepMarkovNetwork(
             obs_dim, self.z_dim, self.transition_dim, self.emission_dim, self.rnn_dim, self.likelihood, key=key
         )
-
-    def _set_network(self, net):
-        self.network_ = net
-        self.params_ = {f"w{i:03d}": np.asarray(x) for i, x in enumerate(svi.network_leaves(net))}
 
     # ------------------------------------------------------------------ filtering
     def _filtered(self, y=None, X=None, num_particles=None):
@@ -252,9 +200,6 @@ class DeepMarkovModel(BaseForecaster):
         result = svi.batch_filter(self.network_, batch, jax.random.key(self._eval_seed(2)), K)
         return jax.device_get(result), meta, panel, batch, log_jac
 
-    def _per_series(self, meta: PanelMeta) -> bool:
-        return meta.layout == "long" or len(meta.series_ids) > 1
-
     def score_samples(self, y=None, X=None):
         r"""Per-step anomaly score :math:`-\log \hat p(y_k \mid y_{<k})` (higher = more anomalous).
 
@@ -265,14 +210,7 @@ class DeepMarkovModel(BaseForecaster):
         """
         res, meta, _, _, log_jac = self._filtered(y, X)
         scores = log_jac - np.asarray(res.log_increments, float)  # log_jac is 0 where nothing is observed
-        if not self._per_series(meta):
-            return pd.Series(scores[0, : meta.lengths[0]], index=meta.indexes[0], name="score")
-        lengths = list(meta.lengths)
-        return pd.DataFrame({
-            ID_COLUMN: pd.Index(list(meta.series_ids)).repeat(lengths),
-            TIME_COLUMN: meta.indexes[0].append(list(meta.indexes[1:])),
-            "score": np.concatenate([s[:n] for s, n in zip(scores, lengths)]),
-        })
+        return self._scores_output(scores, meta)
 
     def score(self, y=None, X=None):
         r"""Log predictive density of ``y``: :math:`\log \hat p(y)` from the particle filter.
@@ -285,9 +223,7 @@ class DeepMarkovModel(BaseForecaster):
         res, meta, _, _, log_jac = self._filtered(y, X)
         totals = np.sum(np.asarray(res.log_increments, float), axis=1) + np.asarray(res.pending, float)
         totals = totals - np.sum(log_jac, axis=1)
-        if not self._per_series(meta):
-            return float(totals[0])
-        return pd.Series(totals, index=pd.Index(list(meta.series_ids), name=ID_COLUMN), name="score")
+        return self._totals_output(totals, meta)
 
     def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
         """One-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
@@ -348,33 +284,10 @@ class DeepMarkovModel(BaseForecaster):
 
     # ------------------------------------------------------------------ persistence
     def _state_for_saving(self):
-        panel = self.panel_data_
-        values = np.where(panel.mask, panel.values, np.nan)
-        frame = self.meta_.frame(values)
-        doc, arrays = frame_to_arrays(frame, "y")
-        arrays |= {f"param.{k}": v for k, v in self.params_.items()}
-        arrays |= {"loc": self.loc_, "scale": self.scale_}
-        document = {
-            "hyperparameters": encode_params(self.get_params(deep=False)),
-            "y": doc,
-            "time_scale": self.time_scale_,
-            "max_delta": self.max_delta_,
-            "elbo": self.elbo_,
-            "history": self.history_.to_dict(orient="list"),
-            "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_],
-        }
+        document, arrays = self._common_state()
+        document["max_delta"] = self.max_delta_
         return document, arrays
 
     def _restore(self, document, arrays):
-        y = frame_from_arrays(document["y"], arrays, "y")
-        panel, meta = self._to_panel(y, None)
-        self.meta_, self.panel_data_ = meta, panel
-        self.loc_, self.scale_ = np.asarray(arrays["loc"], float), np.asarray(arrays["scale"], float)
-        self.time_scale_ = float(document["time_scale"])
+        self._restore_common(document, arrays)
         self.max_delta_ = float(document["max_delta"])
-        names = sorted(k for k in arrays if k.startswith("param."))
-        template = self._template(len(meta.columns), jax.random.key(0))
-        self._set_network(svi.network_from_leaves(template, [arrays[k] for k in names]))
-        self.elbo_ = float(document["elbo"])
-        self.history_ = pd.DataFrame(document["history"])
-        self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_ = document["fit_info"]

@@ -122,22 +122,22 @@ def _param_names(count: int) -> list[str]:
     return [f"dmm.w{i:03d}" for i in range(count)]
 
 
-def network_from_leaves(template: DeepMarkovNetwork, leaves) -> DeepMarkovNetwork:
+def network_from_leaves(template: eqx.Module, leaves) -> eqx.Module:
     """A network shaped like ``template`` with the given weight arrays (order of :func:`network_leaves`)."""
     _, treedef, static = _split_network(template)
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves]), static)
 
 
-def network_leaves(net: DeepMarkovNetwork) -> list:
+def network_leaves(net: eqx.Module) -> list:
     """The weight arrays of ``net`` in a fixed order (what ``save`` writes)."""
     return _split_network(net)[0]
 
 
-def _svi_model(batch, beta, *, leaves, treedef, static):
+def _svi_model(batch, beta, *, leaves, treedef, static, objective):
     # one param site per weight array, registered outside any scan (see PITFALLS: numpyro)
     params = [numpyro.param(name, leaf) for name, leaf in zip(_param_names(len(leaves)), leaves)]
     net = eqx.combine(jax.tree_util.tree_unflatten(treedef, params), static)
-    value, _ = _objective(net, batch, numpyro.prng_key(), beta)
+    value, _ = objective(net, batch, numpyro.prng_key(), beta)
     numpyro.factor("structured_elbo", value)
 
 
@@ -148,7 +148,7 @@ def _svi_guide(batch, beta):
 _COMPILED: dict = {}
 
 
-def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch: SequenceBatch):
+def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch, objective):
     """numpyro SVI object, compiled update and evaluation for one network structure and batch shape.
 
     Cached at module level (a few entries): refitting a network of the same structure on batches
@@ -157,10 +157,10 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     each fit starts from its own weights through ``svi.init(..., init_params=...)``.
     """
     shapes = tuple((a.shape, str(a.dtype)) for a in batch) + tuple((x.shape, str(x.dtype)) for x in leaves)
-    key = (treedef, static, learning_rate, clip_norm, shapes)
+    key = (objective, treedef, static, learning_rate, clip_norm, shapes)
     if key in _COMPILED:
         return _COMPILED[key]
-    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static)
+    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static, objective=objective)
     optimizer = numpyro.optim.optax_to_numpyro(
         optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
     )
@@ -173,7 +173,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
         return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
 
     def evaluate(params, batch, key):
-        value, steps = _objective(to_net(params), batch, key, 1.0)
+        value, steps = objective(to_net(params), batch, key, 1.0)
         return -value * steps, steps
 
     evaluate = jax.jit(evaluate)  # not compiled ahead: validation series may be padded to another length
@@ -184,7 +184,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
 
 
 class FitResult(NamedTuple):
-    network: DeepMarkovNetwork
+    network: eqx.Module
     history: list  # per epoch: dict(epoch, train, valid, seconds, beta)
     compile_seconds: float
     train_seconds: float
@@ -202,9 +202,9 @@ def kl_schedule(epoch: int, anneal_epochs: int, start: float) -> float:
 
 
 def fit(
-    net: DeepMarkovNetwork,
-    train: SequenceBatch,
-    valid: SequenceBatch | None = None,
+    net: eqx.Module,
+    train,
+    valid=None,
     *,
     batch_size: int = 16,
     max_epochs: int = 100,
@@ -217,6 +217,8 @@ def fit(
     seed: int = 0,
     verbose: bool | int = False,
     eval_every: int = 1,
+    objective=None,
+    name: str = "DeepMarkovModel",
 ) -> FitResult:
     """Maximise the ELBO of ``train`` with numpyro SVI (optax Adam after global-norm clipping).
 
@@ -226,24 +228,33 @@ def fit(
     best weights are kept and training stops after ``patience`` evaluations without improvement
     (counted only after the KL annealing, during which the validation ELBO may get worse).
     ``max_seconds`` bounds the training time (checked after every update).
+
+    ``objective(net, batch, key, beta) -> (annealed ELBO per valid step, valid steps)`` is the
+    quantity maximised (default: the deep Markov model's structured ELBO); any batch type works
+    whose fields share a leading series axis, with a ``valid (B, T)`` field and a ``take`` method
+    (e.g. :class:`SequenceBatch`). ``name`` prefixes the progress lines.
     """
+    objective = _objective if objective is None else objective
+    batch_type = type(train)
     rng = np.random.default_rng(seed)
-    n = train.y.shape[0]
+    n = train.valid.shape[0]
     m = int(min(batch_size, n))
-    empty = SequenceBatch(*(np.zeros_like(a[:1]) for a in train))
-    padded_train = SequenceBatch(*(np.concatenate([a, e]) for a, e in zip(train, empty)))
+    empty = batch_type(*(np.zeros_like(a[:1]) for a in train))
+    padded_train = batch_type(*(np.concatenate([a, e]) for a, e in zip(train, empty)))
     leaves, treedef, static = _split_network(net)
     names = _param_names(len(leaves))
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
-    svi, update, evaluate, to_net = _compiled(leaves, treedef, static, float(learning_rate), float(clip_norm), first)
+    svi, update, evaluate, to_net = _compiled(
+        leaves, treedef, static, float(learning_rate), float(clip_norm), first, objective
+    )
     compile_seconds = time.perf_counter() - t0
     state = svi.init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
 
-    def loss_of(data: SequenceBatch, params, eval_key) -> float:
+    def loss_of(data, params, eval_key) -> float:
         total, count = 0.0, 0
-        num = data.y.shape[0]
-        padded = SequenceBatch(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in data))
+        num = data.valid.shape[0]
+        padded = batch_type(*(np.concatenate([a, np.zeros_like(a[:1])]) for a in data))
         for start in range(0, num, m):
             idx = np.arange(start, start + m)
             idx = np.where(idx < num, idx, num)
@@ -276,7 +287,7 @@ def fit(
                 f"the training loss became {train_loss} at epoch {epoch}: lower learning_rate or clip_norm"
             )
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
-        if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
+        if valid is not None and valid.valid.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
             record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
             improved = not np.isfinite(best) or record["valid"] < best - 1e-6 * abs(best)
             if improved:
@@ -287,7 +298,7 @@ def fit(
         history.append(record)
         if verbose and (epoch % max(int(verbose), 1) == 0 or stopped != "max_epochs"):
             val = "" if record["valid"] is None else f", valid -ELBO/step {record['valid']:.4f}"
-            print(f"[DeepMarkovModel] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
+            print(f"[{name}] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
                   f"(beta {float(beta):.2f}, {record['seconds']:.1f} s)", flush=True)
         if stopped != "max_epochs":
             break
