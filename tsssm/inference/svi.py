@@ -166,7 +166,10 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     )
     svi = SVI(model, _svi_guide, optimizer, Trace_ELBO())
     names = _param_names(len(leaves))
-    state = svi.init(jax.random.key(0), batch, jnp.float32(1.0))
+    # jitted (and cached with the update): run eagerly, numpyro's init would trace the model anew and
+    # compile each of its inner jitted pieces (scans, ODE solves) on every fit
+    init = jax.jit(svi.init)
+    state = init(jax.random.key(0), batch, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
     update = jax.jit(svi.update).lower(state, batch, jnp.float32(1.0)).compile()
 
     def to_net(params):
@@ -179,7 +182,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     evaluate = jax.jit(evaluate)  # not compiled ahead: validation series may be padded to another length
     if len(_COMPILED) >= 8:
         _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = (svi, update, evaluate, to_net)
+    _COMPILED[key] = (svi, init, update, evaluate, to_net)
     return _COMPILED[key]
 
 
@@ -245,11 +248,11 @@ def fit(
     names = _param_names(len(leaves))
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
-    svi, update, evaluate, to_net = _compiled(
+    svi, init, update, evaluate, to_net = _compiled(
         leaves, treedef, static, float(learning_rate), float(clip_norm), first, objective
     )
     compile_seconds = time.perf_counter() - t0
-    state = svi.init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
+    state = init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
 
     def loss_of(data, params, eval_key) -> float:
         total, count = 0.0, 0

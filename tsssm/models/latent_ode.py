@@ -163,8 +163,12 @@ class LatentODENetwork(eqx.Module):
         Returns ``(n, Z)`` states and a bool, False when the solve failed (e.g. ``max_steps``
         reached); the states after a failure are not finite.
         """
-        return solve_ode(lambda t, z, f: f(z), self.dynamics, z0, ts, self.solver, self.rtol, self.atol,
-                         self.dt, self.max_steps, self.adjoint)
+        return solve_ode(_autonomous, self.dynamics, z0, ts, self.solver, self.rtol, self.atol, self.dt,
+                         self.max_steps, self.adjoint)
+
+
+def _autonomous(t, z, field):
+    return field(z)
 
 
 def solve_ode(vector_field, args, z0, ts, solver, rtol, atol, dt, max_steps, adjoint):
