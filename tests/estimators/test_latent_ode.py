@@ -14,7 +14,12 @@ from sklearn.base import clone
 import tsssm
 from tsssm.errors import DataError, NumericalError
 from tsssm.inference import latent, svi
-from tsssm.models.latent_ode import LatentODENetwork, LatentSDENetwork, euler_maruyama, solve_ode
+from tsssm.models.latent_ode import (
+    LatentODENetwork,
+    LatentSDENetwork,
+    euler_maruyama,
+    solve_ode,
+)
 
 
 def sine_panel(num_series, seed, end=10.0, future=(10.5, 11.5, 12.5)):
@@ -149,8 +154,8 @@ def test_padding_masking_and_batching_leave_each_series_unchanged(kind):
 
 
 # ------------------------------------------------------------------------------ estimator
-TINY = dict(z_dim=3, hidden_dim=16, dynamics_dim=16, emission_dim=16, batch_size=8, learning_rate=3e-3,
-            num_particles=32, validation_fraction=0.0)
+TINY = {"z_dim": 3, "hidden_dim": 16, "dynamics_dim": 16, "emission_dim": 16, "batch_size": 8, "learning_rate": 3e-3,
+        "num_particles": 32, "validation_fraction": 0.0}
 
 
 @pytest.fixture(scope="module")
