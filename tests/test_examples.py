@@ -107,3 +107,16 @@ def test_deep_markov_pendulum_runs(tmp_path, capsys, monkeypatch):
     # measured 0.307 nats per reading (a model that ignores the dynamics: about -1.6)
     assert density > 0.0
     assert (tmp_path / "dmm_pendulum_forecast.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_latent_ode_pendulum_runs(tmp_path, capsys, monkeypatch):
+    """Marked slow: compiling the latent ODE's training step alone takes 20-30 s on 2 cores."""
+    monkeypatch.setattr(sys, "argv", ["latent_ode_pendulum.py", "--plots", str(tmp_path), "--epochs", "60"])
+    runpy.run_path(str(EXAMPLES / "latent_ode_pendulum.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    # the corrupted angle (15th reading of held-out pendulum p26) is the most anomalous reading
+    line = next(s for s in out.splitlines() if s.startswith("most anomalous reading"))
+    assert "pendulum p26" in line and line.split("at t = ")[1].split(" s")[0] == line.split("corrupted at t = ")[1].split(" s")[0]
+    assert "forecast of p00" in out
+    assert (tmp_path / "latent_ode_pendulum_forecast.png").stat().st_size > 0
