@@ -10,6 +10,7 @@ from tsssm.data import PanelMeta, to_panel
 from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
 from tsssm.errors import DataError
 from tsssm.estimators.base import encode_params, frame_from_arrays, frame_to_arrays
+from tsssm.forecast import Forecast
 from tsssm.inference import svi
 
 
@@ -31,7 +32,8 @@ class DeepEstimatorMixin:
     """Helpers of :class:`~tsssm.DeepMarkovModel`, :class:`~tsssm.LatentODE` and :class:`~tsssm.LatentSDE`.
 
     Subclasses define ``_template(obs_dim, key)`` (an untrained network of their hyperparameters)
-    and use the attributes ``random_state``, ``time_unit``, ``validation_fraction`` and the
+    and ``_draw(horizon, times, num_samples, seed) -> (future indexes, draws (n, B, h, D), means
+    (B, h, D))`` in the user's units, and use the attributes ``random_state``, ``time_unit``, ``validation_fraction`` and the
     training hyperparameters of :func:`tsssm.inference.svi.fit`.
     """
 
@@ -106,6 +108,37 @@ class DeepEstimatorMixin:
         if not self._per_series(meta):
             return float(totals[0])
         return pd.Series(totals, index=pd.Index(list(meta.series_ids), name=ID_COLUMN), name="score")
+
+    def _predictive(self, meta: PanelMeta, valid, pred_mean, pred_var, levels) -> Forecast:
+        """One-step predictive moments ``(B, T, D)`` (standardised units) -> a Gaussian :class:`Forecast`."""
+        valid = np.asarray(valid)[:, :, None]
+        mean = np.where(valid, np.asarray(pred_mean, float) * self.scale_ + self.loc_, np.nan)
+        std = np.where(valid, np.sqrt(np.asarray(pred_var, float)) * self.scale_, np.nan)
+        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+
+    # ------------------------------------------------------------------ forecasting
+    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
+        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
+
+        Latent paths start from the particles at the end of each series and follow the learned
+        dynamics over the future time gaps (see the class's documentation); observations are drawn
+        from the emission. The mean averages the emission means over the paths; quantiles come
+        from the draws.
+        """
+        self._check_fitted()
+        if X is not None:
+            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
+        self._check_horizon(horizon, times)
+        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
+        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
+
+    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
+        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
+        self._check_fitted()
+        self._check_horizon(horizon, times)
+        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
+        _, draws, _ = self._draw(horizon, times, num_samples, seed)
+        return draws[:, 0] if draws.shape[1] == 1 else draws
 
     # ------------------------------------------------------------------ persistence
     def _common_state(self):

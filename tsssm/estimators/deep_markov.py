@@ -232,14 +232,10 @@ class DeepMarkovModel(DeepEstimatorMixin, BaseForecaster):
         returned forecast use a Gaussian approximation with these moments.
         """
         res, meta, _, batch, _ = self._filtered(y, X)
-        valid = np.asarray(batch.valid)[:, :, None]
-        mean = np.where(valid, np.asarray(res.pred_mean, float) * self.scale_ + self.loc_, np.nan)
-        std = np.where(valid, np.sqrt(np.asarray(res.pred_var, float)) * self.scale_, np.nan)
-        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+        return self._predictive(meta, batch.valid, res.pred_mean, res.pred_var, levels)
 
     # ------------------------------------------------------------------ forecasting
     def _draw(self, horizon, times, num_samples, seed):
-        self._check_horizon(horizon, times)
         res, meta, panel, _, _ = self._filtered()
         future_t, indexes = future_times(meta, horizon, times=times)
         lengths = np.asarray(meta.lengths)
@@ -261,26 +257,6 @@ class DeepMarkovModel(DeepEstimatorMixin, BaseForecaster):
         draws = np.asarray(draws, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_  # (B, n, h, D)
         means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
-
-    def forecast(self, horizon=None, *, times=None, X=None, levels=(0.8, 0.95), num_samples=1000) -> Forecast:
-        """Predictive distribution ``horizon`` steps ahead (or at explicit future ``times``, any gaps).
-
-        Latent paths start from the filtered particles at the end of each series and follow the
-        learned transition (with the future time gaps); observations are drawn from the emission.
-        The mean averages the emission means over the paths; quantiles come from the draws.
-        """
-        self._check_fitted()
-        if X is not None:
-            raise DataError(f"{type(self).__name__} takes no exogenous inputs (X) yet; pass X=None")
-        indexes, draws, mean = self._draw(horizon, times, num_samples, self._eval_seed(3))
-        return Forecast(self.meta_, indexes, mean, samples=draws, num_samples=num_samples, levels=levels)
-
-    def sample(self, num_samples, horizon=None, *, times=None, random_state=None):
-        """Joint draws ``(num_samples, h, D)`` (``(num_samples, B, h, D)`` for a panel) of the future."""
-        self._check_fitted()
-        seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
-        _, draws, _ = self._draw(horizon, times, num_samples, seed)
-        return draws[:, 0] if draws.shape[1] == 1 else draws
 
     # ------------------------------------------------------------------ persistence
     def _state_for_saving(self):
