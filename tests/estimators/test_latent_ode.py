@@ -13,7 +13,7 @@ from sklearn.base import clone
 
 import tsssm
 from tsssm.errors import DataError, NumericalError
-from tsssm.inference import latent, svi
+from tsssm.inference import latent
 from tsssm.models.latent_ode import (
     LatentODENetwork,
     LatentSDENetwork,
@@ -226,13 +226,11 @@ def test_scores_predictions_and_persistence(ode_fit, tmp_path):
 
 
 def test_failed_solve_raises_instead_of_returning_nan(ode_fit):
+    """A forecast far beyond what max_steps solver steps can reach: a NumericalError naming the fix,
+    never NaN forecasts. (Two future times, like the forecasts above: nothing new is compiled.)"""
     model, _ = ode_fit
-    broken = clone(model).set_params(max_steps=2)
-    for name in ("meta_", "panel_data_", "loc_", "scale_", "time_scale_", "max_gap_"):
-        setattr(broken, name, getattr(model, name))
-    broken._set_network(svi.network_from_leaves(broken._template(1, jax.random.key(0)), svi.network_leaves(model.network_)))
     with pytest.raises(NumericalError, match="max_steps"):
-        broken.forecast(times=[10.5, 20.0], num_samples=10)
+        model.forecast(times=[10.5, 1e7], num_samples=50)
 
 
 def test_bad_arguments_and_inputs():
