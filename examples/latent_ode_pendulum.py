@@ -77,18 +77,9 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         args.plots.mkdir(parents=True, exist_ok=True)
-        history = train[train.unique_id == ids[0]]
-        mean = fc.mean[fc.mean.unique_id == ids[0]]
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.plot(history["ds"], history["angle"], ".", color="0.2", label="observed (irregular)")
-        draws = fc.samples[:, 0, :, 0]
-        for level in (0.95, 0.8):
-            lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
-            ax.fill_between(mean["ds"], lo, hi, color="C0", alpha=0.2, lw=0, label=f"{100 * level:g}% interval")
-        ax.plot(mean["ds"], mean["angle"], color="C0", label="forecast mean")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("angle (rad)")
-        ax.legend(fontsize="small")
+        history = train[train.unique_id == ids[0]].set_index("ds")["angle"]
+        fig = fc.plot(history=history)  # fan chart of the first series (p00)
+        fig.axes[0].set_xlabel("time (s)")
         fig.savefig(args.plots / "latent_ode_pendulum_forecast.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
     return model
