@@ -201,11 +201,13 @@ def test_training_compiles_once_and_is_reproducible(ode_fit, caplog):
 
 @pytest.mark.slow
 def test_extrapolation_beats_last_value_and_series_mean():
-    """Forecasts 0.5-2.5 time units past each series' window of irregular observations (~2 minutes).
+    """Forecasts 0.5-2.5 time units past each series' window of irregular observations (~2-4 minutes).
 
-    Measured: MSE 0.02 vs 1.08 (last value) and 0.56 (series mean) after 600 epochs."""
+    With these settings an extrapolation MSE of 0.022 over (10, 15] was measured (last value 1.08,
+    series mean 0.56); smaller networks (z 3, widths 16) reached only 0.55 in 600 epochs."""
     data, truth = sine_panel(64, seed=0)
-    model = tsssm.LatentODE(**{**TINY, "batch_size": 16}, max_epochs=600, random_state=0).fit(data)
+    model = tsssm.LatentODE(z_dim=4, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=16, learning_rate=3e-3,
+                            max_epochs=600, validation_fraction=0.0, random_state=0).fit(data)
     fc = model.forecast(times=[10.5, 11.5, 12.5], num_samples=200)
     mean = fc.mean["y"].to_numpy().reshape(truth.shape)
     groups = data.groupby("unique_id", sort=False)["y"]
