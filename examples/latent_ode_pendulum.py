@@ -66,9 +66,10 @@ def main(argv=None):
     row = corrupted.index[corrupted.unique_id == ids[26]][14]
     corrupted.loc[row, "angle"] += 1.5
     scores = model.score_samples(corrupted)
-    worst = scores.loc[scores["score"].idxmax()]
-    print(f"most anomalous reading: pendulum {worst.unique_id} at t = {worst.ds:.2f} s "
-          f"(score {worst.score:.1f}; corrupted at t = {corrupted.loc[row, 'ds']:.2f} s)")
+    mine = scores[scores.unique_id == ids[26]]
+    worst = mine.loc[mine["score"].idxmax()]
+    print(f"most anomalous reading of pendulum {ids[26]}: t = {worst.ds:.2f} s (score {worst.score:.1f}, median "
+          f"{mine['score'].median():.1f}; corrupted at t = {corrupted.loc[row, 'ds']:.2f} s)")
 
     if args.plots is not None:
         import matplotlib
