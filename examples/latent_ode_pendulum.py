@@ -78,7 +78,7 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         args.plots.mkdir(parents=True, exist_ok=True)
-        history = train[train.unique_id == ids[0]].set_index("ds")["angle"]
+        history = train[train.unique_id == ids[0]].set_index("ds")["angle"].dropna()
         fig = fc.plot(history=history)  # fan chart of the first series (p00)
         fig.axes[0].set_xlabel("time (s)")
         fig.savefig(args.plots / "latent_ode_pendulum_forecast.png", dpi=100, bbox_inches="tight")
