@@ -62,6 +62,15 @@ class DeepEstimatorMixin:
     def _per_series(meta: PanelMeta) -> bool:
         return meta.layout == "long" or len(meta.series_ids) > 1
 
+    def _standardised(self, panel, lengths):
+        """``valid (B, T)``, observed ``mask (B, T, D)``, standardised values ``(B, T, D)`` (0 where not
+        observed) and the ``(B, T)`` log-Jacobian of the standardisation per step."""
+        T = np.asarray(panel.times).shape[1]
+        valid = np.arange(T)[None, :] < np.asarray(lengths, int)[:, None]
+        mask = np.asarray(panel.mask, bool) & valid[:, :, None]
+        y = np.where(mask, (np.asarray(panel.values, float) - self.loc_) / self.scale_, 0.0)
+        return valid, mask, y, np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
+
     # ------------------------------------------------------------------ training
     def _train(self, batch, obs_dim: int, **fit_kwargs):
         """Split off validation series, train a fresh network with :func:`svi.fit`, set the fitted attributes."""

@@ -134,15 +134,9 @@ class DeepMarkovModel(DeepEstimatorMixin, BaseForecaster):
     def _batch(self, panel, lengths) -> tuple[svi.SequenceBatch, np.ndarray]:
         """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
         times = np.asarray(panel.times, float)
-        T = times.shape[1]
-        lengths = np.asarray(lengths, int)
-        valid = np.arange(T)[None, :] < lengths[:, None]
-        mask = np.asarray(panel.mask, bool) & valid[:, :, None]
-        values = np.asarray(panel.values, float)
+        valid, mask, y, log_jac = self._standardised(panel, lengths)
         gaps = np.diff(times, axis=1, prepend=times[:, :1] - self.time_scale_)
         delta = np.where(valid, gaps / self.time_scale_, 1.0)
-        y = np.where(mask, (values - self.loc_) / self.scale_, 0.0)
-        log_jac = np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
         return svi.as_batch(y, mask, delta, valid), log_jac
 
     def _prepare(self, y, X=None):

@@ -112,14 +112,9 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
         """Panel -> (float32 batch on each series' own clock, ``(B, T)`` log-Jacobian of the scaling,
         first times ``(B,)``, last times on the series' clocks ``(B,)``)."""
         times = np.asarray(panel.times, float)
-        B, T = times.shape
-        lengths = np.asarray(lengths, int)
-        valid = np.arange(T)[None, :] < lengths[:, None]
-        first, last = times[:, 0], times[np.arange(B), lengths - 1]
+        valid, mask, y, log_jac = self._standardised(panel, lengths)
+        first, last = times[:, 0], times[np.arange(len(times)), np.asarray(lengths, int) - 1]
         clock = (np.where(valid, times, last[:, None]) - first[:, None]) / self.time_scale_
-        mask = np.asarray(panel.mask, bool) & valid[:, :, None]
-        y = np.where(mask, (np.asarray(panel.values, float) - self.loc_) / self.scale_, 0.0)
-        log_jac = np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
         return latent.as_batch(clock, y, mask, valid), log_jac, first, (last - first) / self.time_scale_
 
     def fit(self, y, X=None):
