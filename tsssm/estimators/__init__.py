@@ -13,6 +13,7 @@ from tsssm.estimators.classical import (
 from tsssm.estimators.chimera import Chimera, ChimeraClassifier
 from tsssm.estimators.deep_markov import DeepMarkovModel
 from tsssm.estimators.dynamic_factor import DynamicFactor
+from tsssm.estimators.latent_ode import LatentODE, LatentSDE
 from tsssm.estimators.many import ManyResult, fit_chunk, fit_many
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "ChimeraClassifier",
     "DeepMarkovModel",
     "DynamicFactor",
+    "LatentODE",
+    "LatentSDE",
     "LinearGaussianSSM",
     "LocalLevel",
     "LocalLinearTrend",

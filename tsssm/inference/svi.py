@@ -106,11 +106,11 @@ def _param_names(count: int) -> list[str]:
     return [f"dmm.w{i:03d}" for i in range(count)]
 
 
-def _svi_model(batch, beta, *, leaves, treedef, static):
+def _svi_model(batch, beta, *, leaves, treedef, static, objective):
     # one param site per weight array, registered outside any scan (see PITFALLS: numpyro)
     params = [numpyro.param(name, leaf) for name, leaf in zip(_param_names(len(leaves)), leaves)]
     net = eqx.combine(jax.tree_util.tree_unflatten(treedef, params), static)
-    value, _ = _objective(net, batch, numpyro.prng_key(), beta)
+    value, _ = objective(net, batch, numpyro.prng_key(), beta)
     numpyro.factor("structured_elbo", value)
 
 
@@ -121,7 +121,7 @@ def _svi_guide(batch, beta):
 _COMPILED: dict = {}
 
 
-def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch: SequenceBatch):
+def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch, objective):
     """numpyro SVI object, compiled update and evaluation for one network structure and batch shape.
 
     Cached at module level (a few entries): refitting a network of the same structure on batches
@@ -130,34 +130,37 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     each fit starts from its own weights through ``svi.init(..., init_params=...)``.
     """
     shapes = tuple((a.shape, str(a.dtype)) for a in batch) + tuple((x.shape, str(x.dtype)) for x in leaves)
-    key = (treedef, static, learning_rate, clip_norm, shapes)
+    key = (objective, treedef, static, learning_rate, clip_norm, shapes)
     if key in _COMPILED:
         return _COMPILED[key]
-    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static)
+    model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static, objective=objective)
     optimizer = numpyro.optim.optax_to_numpyro(
         optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
     )
     svi = SVI(model, _svi_guide, optimizer, Trace_ELBO())
     names = _param_names(len(leaves))
-    state = svi.init(jax.random.key(0), batch, jnp.float32(1.0))
+    # jitted (and cached with the update): run eagerly, numpyro's init would trace the model anew and
+    # compile each of its inner jitted pieces (scans, ODE solves) on every fit
+    init = jax.jit(svi.init)
+    state = init(jax.random.key(0), batch, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
     update = jax.jit(svi.update).lower(state, batch, jnp.float32(1.0)).compile()
 
     def to_net(params):
         return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
 
     def evaluate(params, batch, key):
-        value, steps = _objective(to_net(params), batch, key, 1.0)
+        value, steps = objective(to_net(params), batch, key, 1.0)
         return -value * steps, steps
 
     evaluate = jax.jit(evaluate)  # not compiled ahead: validation series may be padded to another length
     if len(_COMPILED) >= 8:
         _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = (svi, update, evaluate, to_net)
+    _COMPILED[key] = (svi, init, update, evaluate, to_net)
     return _COMPILED[key]
 
 
 class FitResult(NamedTuple):
-    network: DeepMarkovNetwork
+    network: eqx.Module
     history: list  # per epoch: dict(epoch, train, valid, seconds, beta)
     compile_seconds: float
     train_seconds: float
@@ -175,9 +178,9 @@ def kl_schedule(epoch: int, anneal_epochs: int, start: float) -> float:
 
 
 def fit(
-    net: DeepMarkovNetwork,
-    train: SequenceBatch,
-    valid: SequenceBatch | None = None,
+    net: eqx.Module,
+    train,
+    valid=None,
     *,
     batch_size: int = 16,
     max_epochs: int = 100,
@@ -190,6 +193,8 @@ def fit(
     seed: int = 0,
     verbose: bool | int = False,
     eval_every: int = 1,
+    objective=None,
+    name: str = "DeepMarkovModel",
 ) -> FitResult:
     """Maximise the ELBO of ``train`` with numpyro SVI (optax Adam after global-norm clipping).
 
@@ -199,23 +204,31 @@ def fit(
     best weights are kept and training stops after ``patience`` evaluations without improvement
     (counted only after the KL annealing, during which the validation ELBO may get worse).
     ``max_seconds`` bounds the training time (checked after every update).
+
+    ``objective(net, batch, key, beta) -> (annealed ELBO per valid step, valid steps)`` is the
+    quantity maximised (default: the deep Markov model's structured ELBO); any batch type works
+    whose fields share a leading series axis, with a ``valid (B, T)`` field and a ``take`` method
+    (e.g. :class:`SequenceBatch`). ``name`` prefixes the progress lines.
     """
+    objective = _objective if objective is None else objective
     rng = np.random.default_rng(seed)
-    n = train.y.shape[0]
+    n = train.valid.shape[0]
     m = int(min(batch_size, n))
     padded_train = with_empty(train)
     leaves, treedef, static = split_network(net)
     names = _param_names(len(leaves))
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
-    svi, update, evaluate, to_net = _compiled(leaves, treedef, static, float(learning_rate), float(clip_norm), first)
+    svi, init, update, evaluate, to_net = _compiled(
+        leaves, treedef, static, float(learning_rate), float(clip_norm), first, objective
+    )
     compile_seconds = time.perf_counter() - t0
-    state = svi.init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
+    state = init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
 
-    def loss_of(data: SequenceBatch, params, eval_key) -> float:
+    def loss_of(data, params, eval_key) -> float:
         total, count = 0.0, 0
         padded = with_empty(data)
-        for idx in chunks(data.y.shape[0], m):
+        for idx in chunks(data.valid.shape[0], m):
             value, steps = evaluate(params, padded.take(idx), eval_key)
             total += float(value)
             count += int(steps)
@@ -236,7 +249,7 @@ def fit(
         seq_steps += result.steps
         stopped = "max_seconds" if result.out_of_time else stopped
         record = {"epoch": epoch, "train": train_loss, "beta": float(beta), "valid": None}
-        if valid is not None and valid.y.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
+        if valid is not None and valid.valid.shape[0] and (epoch % eval_every == 0 or stopped != "max_epochs"):
             record["valid"] = loss_of(valid, svi.get_params(state), eval_key)
             # patience counts only once the KL weight has reached 1
             tracker.update(record["valid"], jax.device_get(svi.get_params(state)), count=epoch >= kl_anneal_epochs)
@@ -244,7 +257,7 @@ def fit(
         history.append(record)
         if verbose and (epoch % max(int(verbose), 1) == 0 or stopped != "max_epochs"):
             val = "" if record["valid"] is None else f", valid -ELBO/step {record['valid']:.4f}"
-            print(f"[DeepMarkovModel] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
+            print(f"[{name}] epoch {epoch:4d}: train loss/step {train_loss:.4f}{val} "
                   f"(beta {float(beta):.2f}, {record['seconds']:.1f} s)", flush=True)
         reason = tracker.end_of_epoch(stopped, valid is not None)
         if reason is not None:
