@@ -166,7 +166,7 @@ class StateSpaceEstimator(BayesMixin, PanelMixin, BaseForecaster):
             )
         if not meta.regular and not _continuous_time(self.model_):
             raise DataError(
-                f"the timestamps are irregular, but the model was fitted on a regular grid with discrete-time components; "
+                "the timestamps are irregular, but the model was fitted on a regular grid with discrete-time components; "
                 "refit on this data (irregular data give the continuous-time model) or resample it onto the grid"
             )
         if _continuous_time(self.model_) and meta.time_unit != self.meta_.time_unit:

@@ -276,7 +276,6 @@ class DynamicFactor(StateSpaceEstimator):
         info, meta = lows[column], self.meta_
         d = list(meta.columns).index(column)
         grid = meta.indexes[0]
-        ends_observed = grid[self.data_.mask[:, d]]
         # Stamps of every period from the first observed one to the one holding the last row.
         candidates = pd.date_range(info["stamps"][0], periods=len(grid) // info["ratio"] + 3, freq=info["freq"])
         ends = pd.DatetimeIndex([period_grid_times(meta.freq, info["freq"], t)[-1] for t in candidates])

@@ -400,7 +400,7 @@ def log_likelihood(
     mean0, cov0 = _augmented_initial(init)
     num_aug = mean0.shape[1]
     dtype = cov0.dtype
-    D, N = y.shape[1], cov0.shape[0]
+    D = y.shape[1]
     switch = steady_state and all(scanned[i] is None for i in (0, 1, 3, 4))  # F, Q, H, R invariant
 
     def full(carry: _LeanCarry, xs) -> _LeanCarry:
