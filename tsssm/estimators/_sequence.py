@@ -1,4 +1,4 @@
-"""What the neural sequence estimators (deep Markov model, Chimera) share: data, scaling, outputs, saving.
+"""What the neural sequence estimators (deep Markov model, latent ODE/SDE, Chimera) share: data, scaling, training, outputs, saving.
 
 They train one set of network weights for all series of a panel on padded float32 batches
 (:class:`tsssm.inference.batching.SequenceBatch`) of standardised values, with time gaps in units
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -18,6 +19,7 @@ from tsssm.data._panel import ID_COLUMN, TIME_COLUMN
 from tsssm.errors import DataError
 from tsssm.estimators.base import BaseForecaster, encode_params, frame_from_arrays, frame_to_arrays
 from tsssm.forecast import Forecast
+from tsssm.inference import network_mle, svi
 from tsssm.inference.batching import SequenceBatch, as_batch
 
 
@@ -77,14 +79,19 @@ class SequenceEstimator(BaseForecaster):
         self.max_delta_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
         self.meta_, self.panel_data_ = meta, panel
 
+    def _standardised(self, panel, lengths):
+        """``valid (B, T)``, observed ``mask (B, T, D)``, scaled values ``(B, T, D)`` (0 where not
+        observed) and the ``(B, T)`` log-Jacobian of the scaling per step."""
+        valid, mask = self._observed(panel, lengths)
+        y = np.where(mask, (np.asarray(panel.values, float) - self.loc_) / self.scale_, 0.0)
+        return valid, mask, y, np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
+
     def _batch(self, panel, lengths) -> tuple[SequenceBatch, np.ndarray]:
         """Panel -> scaled float32 batch and the ``(B, T)`` log-Jacobian of the scaling per step."""
         times = np.asarray(panel.times, float)
-        valid, mask = self._observed(panel, lengths)
+        valid, mask, y, log_jac = self._standardised(panel, lengths)
         gaps = np.diff(times, axis=1, prepend=times[:, :1] - self.time_scale_)
         delta = np.where(valid, gaps / self.time_scale_, 1.0)
-        y = np.where(mask, (np.asarray(panel.values, float) - self.loc_) / self.scale_, 0.0)
-        log_jac = np.sum(np.where(mask, np.log(self.scale_), 0.0), axis=2)
         return as_batch(y, mask, delta, valid), log_jac
 
     def _prepare(self, y=None, X=None):
@@ -105,6 +112,20 @@ class SequenceEstimator(BaseForecaster):
         order = rng.permutation(num)
         n_val = min(n_val, num - 1)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    # ------------------------------------------------------------------ training
+    def _set_network(self, net):
+        self.network_ = net
+        self.params_ = {f"w{i:03d}": np.asarray(x) for i, x in enumerate(network_mle.network_leaves(net))}
+
+    def _record_fit(self, result):
+        """Set the network and the fitted attributes every training loop reports (svi or network_mle)."""
+        self._set_network(result.network)
+        self.history_ = pd.DataFrame(result.history)
+        self.compile_seconds_ = result.compile_seconds
+        self.train_seconds_ = result.train_seconds
+        self.n_iter_ = result.num_updates
+        self.stopped_ = result.stopped
 
     # ------------------------------------------------------------------ outputs
     @staticmethod
@@ -180,3 +201,44 @@ class SequenceForecaster(SequenceEstimator):
         seed = self._eval_seed(3) if random_state is None else int(np.random.default_rng(random_state).integers(2**31))
         _, draws, _ = self._draw(horizon, times, num_samples, seed)
         return draws[:, 0] if draws.shape[1] == 1 else draws
+
+
+class VariationalForecaster(SequenceForecaster):
+    """A sequence forecaster whose network (``_template(obs_dim, key)``) is trained on the ELBO by
+    :func:`tsssm.inference.svi.fit` (deep Markov model, latent ODE/SDE).
+
+    Subclasses have the training hyperparameters of :func:`svi.fit` and ``validation_fraction``.
+    """
+
+    def _train(self, batch, obs_dim: int, **fit_kwargs):
+        """Split off validation series, train a fresh network with :func:`svi.fit`, set the fitted attributes."""
+        seed = self._seed()
+        train_idx, val_idx = self._validation_split(len(batch.valid), self.validation_fraction, np.random.default_rng(seed))
+        train, val = batch.take(train_idx), (batch.take(val_idx) if len(val_idx) else None)
+        result = svi.fit(
+            self._template(obs_dim, jax.random.key(seed)), train, val, batch_size=self.batch_size,
+            max_epochs=self.max_epochs, learning_rate=self.learning_rate, clip_norm=self.clip_norm,
+            kl_anneal_epochs=self.kl_anneal_epochs, kl_anneal_start=self.kl_anneal_start, patience=self.patience,
+            max_seconds=self.max_seconds, seed=seed, verbose=self.verbose, name=type(self).__name__, **fit_kwargs,
+        )
+        self._record_fit(result)
+        self.elbo_ = result.train_elbo
+
+    def _predictive(self, meta: PanelMeta, valid, pred_mean, pred_var, levels) -> Forecast:
+        """One-step predictive moments ``(B, T, D)`` (scaled units) -> a Gaussian :class:`Forecast`."""
+        valid = np.asarray(valid)[:, :, None]
+        mean = np.where(valid, np.asarray(pred_mean, float) * self.scale_ + self.loc_, np.nan)
+        std = np.where(valid, np.sqrt(np.asarray(pred_var, float)) * self.scale_, np.nan)
+        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+
+    def _state_for_saving(self):
+        document, arrays = self._common_state()
+        document |= {"elbo": self.elbo_, "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_]}
+        return document, arrays
+
+    def _restore(self, document, arrays):
+        leaves = self._restore_common(document, arrays)
+        template = self._template(len(self.meta_.columns), jax.random.key(0))
+        self._set_network(network_mle.network_from_leaves(template, leaves))
+        self.elbo_ = float(document["elbo"])
+        self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_ = document["fit_info"]

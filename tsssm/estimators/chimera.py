@@ -14,7 +14,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from sklearn.base import ClassifierMixin
 
 from tsssm.data import future_times
@@ -128,17 +127,8 @@ class _ChimeraBase(SequenceEstimator):
             patience=self.patience, max_seconds=self.max_seconds, seed=seed, verbose=self.verbose,
             name=type(self).__name__,
         )
-        self._set_network(result.network)
-        self.history_ = pd.DataFrame(result.history)
-        self.compile_seconds_ = result.compile_seconds
-        self.train_seconds_ = result.train_seconds
-        self.n_iter_ = result.num_updates
-        self.stopped_ = result.stopped
+        self._record_fit(result)
         self.train_loss_ = result.train_loss
-
-    def _set_network(self, net):
-        self.network_ = net
-        self.params_ = {f"w{i:03d}": np.asarray(x) for i, x in enumerate(network_mle.network_leaves(net))}
 
     def _state_for_saving(self):
         document, arrays = self._common_state()

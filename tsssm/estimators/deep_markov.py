@@ -10,17 +10,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from tsssm.data import future_times
 from tsssm.errors import DataError
-from tsssm.estimators._sequence import SequenceForecaster
+from tsssm.estimators._sequence import VariationalForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import svi
 from tsssm.models.deep_markov import LIKELIHOODS, DeepMarkovNetwork
 
 
-class DeepMarkovModel(SequenceForecaster):
+class DeepMarkovModel(VariationalForecaster):
     r"""Deep Markov model (Krishnan, Shalit & Sontag 2017) with a structured variational guide.
 
     .. math::
@@ -152,33 +151,13 @@ class DeepMarkovModel(SequenceForecaster):
         self._set_scaling(panel, meta, standardise=self.likelihood != "bernoulli")
         batch, _ = self._batch(panel, meta.lengths)
 
-        seed = self._seed()
-        train_idx, val_idx = self._validation_split(batch.y.shape[0], self.validation_fraction, np.random.default_rng(seed))
-        train, val = batch.take(train_idx), (batch.take(val_idx) if len(val_idx) else None)
-        net = self._template(values.shape[2], jax.random.key(seed))
-        result = svi.fit(
-            net, train, val, batch_size=self.batch_size, max_epochs=self.max_epochs,
-            learning_rate=self.learning_rate, clip_norm=self.clip_norm, kl_anneal_epochs=self.kl_anneal_epochs,
-            kl_anneal_start=self.kl_anneal_start, patience=self.patience, max_seconds=self.max_seconds,
-            seed=seed, verbose=self.verbose,
-        )
-        self._set_network(result.network)
-        self.history_ = pd.DataFrame(result.history)
-        self.compile_seconds_ = result.compile_seconds
-        self.train_seconds_ = result.train_seconds
-        self.n_iter_ = result.num_updates
-        self.stopped_ = result.stopped
-        self.elbo_ = result.train_elbo
+        self._train(batch, values.shape[2])
         return self
 
     def _template(self, obs_dim: int, key) -> DeepMarkovNetwork:
         return DeepMarkovNetwork(
             obs_dim, self.z_dim, self.transition_dim, self.emission_dim, self.rnn_dim, self.likelihood, key=key
         )
-
-    def _set_network(self, net):
-        self.network_ = net
-        self.params_ = {f"w{i:03d}": np.asarray(x) for i, x in enumerate(svi.network_leaves(net))}
 
     # ------------------------------------------------------------------ filtering
     def _filtered(self, y=None, X=None, num_particles=None):
@@ -218,10 +197,7 @@ class DeepMarkovModel(SequenceForecaster):
         returned forecast use a Gaussian approximation with these moments.
         """
         res, meta, _, batch, _ = self._filtered(y, X)
-        valid = np.asarray(batch.valid)[:, :, None]
-        mean = np.where(valid, np.asarray(res.pred_mean, float) * self.scale_ + self.loc_, np.nan)
-        std = np.where(valid, np.sqrt(np.asarray(res.pred_var, float)) * self.scale_, np.nan)
-        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+        return self._predictive(meta, batch.valid, res.pred_mean, res.pred_var, levels)
 
     # ------------------------------------------------------------------ forecasting
     def _draw(self, horizon, times, num_samples, seed):
@@ -247,16 +223,3 @@ class DeepMarkovModel(SequenceForecaster):
         draws = np.asarray(draws, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_  # (B, n, h, D)
         means = np.asarray(means, float)[pick, :, rows].transpose(0, 2, 1, 3) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
-
-    # ------------------------------------------------------------------ persistence
-    def _state_for_saving(self):
-        document, arrays = self._common_state()
-        document |= {"elbo": self.elbo_, "fit_info": [self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_]}
-        return document, arrays
-
-    def _restore(self, document, arrays):
-        leaves = self._restore_common(document, arrays)
-        template = self._template(len(self.meta_.columns), jax.random.key(0))
-        self._set_network(svi.network_from_leaves(template, leaves))
-        self.elbo_ = float(document["elbo"])
-        self.compile_seconds_, self.train_seconds_, self.n_iter_, self.stopped_ = document["fit_info"]

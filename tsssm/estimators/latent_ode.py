@@ -16,8 +16,7 @@ import numpy as np
 
 from tsssm.data import PanelMeta, future_times
 from tsssm.errors import DataError, NumericalError
-from tsssm.estimators._deep import DeepEstimatorMixin, column_scaling, positive_gaps
-from tsssm.estimators.base import BaseForecaster
+from tsssm.estimators._sequence import VariationalForecaster
 from tsssm.forecast import Forecast
 from tsssm.inference import latent
 from tsssm.models.latent_ode import (
@@ -92,8 +91,8 @@ _SHARED_DOC = r"""
 """
 
 
-class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
-    """Everything the latent ODE and SDE estimators share (data, training, scores, forecasts, saving)."""
+class _LatentDynamics(VariationalForecaster):
+    """Everything the latent ODE and SDE estimators share (data, training, scores, forecasts)."""
 
     def _set_hyperparameters(self, values: dict):
         for name, value in values.items():
@@ -107,50 +106,46 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise DataError(f"{name} must be a positive int, got {value!r}")
 
+    @property
+    def max_gap_(self) -> float:
+        return self.max_delta_
+
     # ------------------------------------------------------------------ data
-    def _batch(self, panel, lengths):
-        """Panel -> (float32 batch on each series' own clock, ``(B, T)`` log-Jacobian of the scaling,
-        first times ``(B,)``, last times on the series' clocks ``(B,)``)."""
+    @staticmethod
+    def _ends(panel, lengths):
+        """First and last times ``(B,)`` of each series."""
         times = np.asarray(panel.times, float)
+        return times[:, 0], times[np.arange(len(times)), np.asarray(lengths, int) - 1]
+
+    def _batch(self, panel, lengths):
+        """Panel -> float32 batch on each series' own clock and the ``(B, T)`` log-Jacobian of the scaling."""
         valid, mask, y, log_jac = self._standardised(panel, lengths)
-        first, last = times[:, 0], times[np.arange(len(times)), np.asarray(lengths, int) - 1]
-        clock = (np.where(valid, times, last[:, None]) - first[:, None]) / self.time_scale_
-        return latent.as_batch(clock, y, mask, valid), log_jac, first, (last - first) / self.time_scale_
+        first, last = self._ends(panel, lengths)
+        clock = (np.where(valid, np.asarray(panel.times, float), last[:, None]) - first[:, None]) / self.time_scale_
+        return latent.as_batch(clock, y, mask, valid), log_jac
 
     def fit(self, y, X=None):
         """Train on ``y``: a Series, wide or long frame, or an array ``(T,)``, ``(T, D)``, ``(B, T, D)``; returns ``self``."""
         self._check_hyperparameters()
         panel, meta = self._to_panel(y, X)
-        values = np.asarray(panel.values, float)
-        valid = np.arange(values.shape[1])[None, :] < np.asarray(meta.lengths)[:, None]
-        self.loc_, self.scale_ = column_scaling(values, np.asarray(panel.mask, bool) & valid[:, :, None])
-        gaps = positive_gaps(panel.times, valid)
-        self.time_scale_ = float(np.median(gaps)) if gaps.size else 1.0
-        self.max_gap_ = max(float(np.max(gaps)) / self.time_scale_, 1.0) if gaps.size else 1.0
-        self.meta_, self.panel_data_ = meta, panel
-        batch, _, _, _ = self._batch(panel, meta.lengths)
+        self._set_scaling(panel, meta)
+        batch, _ = self._batch(panel, meta.lengths)
         try:
-            self._train(batch, values.shape[2], objective=latent.objective)
+            self._train(batch, np.asarray(panel.values).shape[2], objective=latent.objective)
         except FloatingPointError as err:
             raise NumericalError(f"{err}; {self._solver_hint()}") from err
         return self
 
     # ------------------------------------------------------------------ evaluation
     def _evaluated(self, y=None, X=None):
-        self._check_fitted()
-        if y is None:
-            panel, meta = self.panel_data_, self.meta_
-        else:
-            panel, meta = self._to_panel(y, X)
-            self._check_same_layout(meta)
-        batch, log_jac, first, last = self._batch(panel, meta.lengths)
+        panel, meta, batch, log_jac = self._prepare(y, X)
         gaps = np.diff(batch.times, axis=1)
         substeps = self._substeps(float(gaps.max()) if gaps.size else 0.0)
         result = latent.batch_evaluate(self.network_, batch, jax.random.key(self._eval_seed(2)),
                                        int(self.num_particles), substeps)
         result = jax.device_get(result)
         self._raise_on_failure(result.ok, meta, "scoring the data")
-        return result, meta, batch, log_jac, first, last
+        return result, panel, meta, batch, log_jac
 
     def _raise_on_failure(self, ok, meta: PanelMeta, what: str):
         failed = [sid for sid, good in zip(meta.series_ids, np.asarray(ok)) if not good]
@@ -165,8 +160,8 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
         minus its :meth:`score`. A Series for one series, a long frame (``unique_id``, ``ds``,
         ``score``) for a panel.
         """
-        result, meta, _, log_jac, _, _ = self._evaluated(y, X)
-        return self._scores_output(np.asarray(result.scores, float) + log_jac, meta)
+        result, _, meta, _, log_jac = self._evaluated(y, X)
+        return self._per_step_frame(np.asarray(result.scores, float) + log_jac, meta)
 
     def score(self, y=None, X=None):
         r"""Log predictive density :math:`\log \hat p(y)`: the importance-weighted estimate with
@@ -176,8 +171,8 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
         :math:`\log p(y)` (the importance-weighted bound), tighter than the ELBO. In the units of
         the data. A float for one series, a Series per ``unique_id`` for a panel.
         """
-        result, meta, _, log_jac, _, _ = self._evaluated(y, X)
-        return self._totals_output(-np.sum(np.asarray(result.scores, float) + log_jac, axis=1), meta)
+        result, _, meta, _, log_jac = self._evaluated(y, X)
+        return self._per_series_total(-np.sum(np.asarray(result.scores, float) + log_jac, axis=1), meta)
 
     def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
         """One-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
@@ -185,13 +180,16 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
         Moments of the particles weighted by the observations before each step; intervals use a
         Gaussian approximation with these moments.
         """
-        result, meta, batch, _, _, _ = self._evaluated(y, X)
+        result, _, meta, batch, _ = self._evaluated(y, X)
         return self._predictive(meta, batch.valid, result.pred_mean, result.pred_var, levels)
 
     # ------------------------------------------------------------------ forecasting
     def _draw(self, horizon, times, num_samples, seed):
-        result, meta, _, _, first, last = self._evaluated()
+        self._check_horizon(horizon, times)
+        result, panel, meta, _, _ = self._evaluated()
         future, indexes = future_times(meta, horizon, times=times)
+        first, last = self._ends(panel, meta.lengths)
+        last = (last - first) / self.time_scale_  # on the series' clocks
         clock = (future - first[:, None]) / self.time_scale_
         gaps = np.diff(np.concatenate([last[:, None], clock], axis=1), axis=1)
         draws, means, ok = latent.batch_forecast(
@@ -202,16 +200,6 @@ class _LatentDynamics(DeepEstimatorMixin, BaseForecaster):
         draws = np.asarray(draws, float) * self.scale_ + self.loc_  # (B, n, h, D)
         means = np.asarray(means, float) * self.scale_ + self.loc_
         return indexes, np.moveaxis(draws, 1, 0), means.mean(axis=1)
-
-    # ------------------------------------------------------------------ persistence
-    def _state_for_saving(self):
-        document, arrays = self._common_state()
-        document["max_gap"] = self.max_gap_
-        return document, arrays
-
-    def _restore(self, document, arrays):
-        self.max_gap_ = float(document["max_gap"])
-        self._restore_common(document, arrays)
 
 
 class LatentODE(_LatentDynamics):
