@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_ecg5000.py                      # every method
     python benchmarks/bench_ecg5000.py --dmm-seconds 300    # the deep Markov model's training budget
+    python benchmarks/bench_ecg5000.py --only Chimera --deep-seconds 240
     python benchmarks/bench_ecg5000.py --only PhaseFactor   # methods whose name contains a string
 
 Protocol (the usual one): fit on the 292 normal beats of the UCR training split, score all 4,500
@@ -22,8 +23,10 @@ score per beat and, for the state-space models, per-step scores ``(beats, 140)``
 - ``tsssm.DeepMarkovModel`` (one network for all beats: z 8, hidden widths 64, trained with
   Adam for ``--dmm-seconds`` of wall clock, early stopping on 20% of the normal training beats
   held out, 32 particles for the scores); its beat score is the maximum per-step score;
-- any estimator with ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``
-  (Chimera and the latent ODE will).
+- ``tsssm.Chimera`` (8 channels, 4 states, 1 layer) and ``tsssm.LatentODE`` (z 8, widths 32, 16
+  importance samples for the scores), each trained for ``--deep-seconds`` of wall clock with early
+  stopping on 20% of the normal training beats; any estimator with ``fit``/``score_samples``
+  joins with one line: ``estimator_method(make)``.
 
 A state-space model's beat score is (unless said otherwise) the mean over the beat of the per-step score
 :math:`-\\log p(y_t \\mid y_{<t})`. Columns: fit seconds; throughput = test beats per second of
@@ -102,7 +105,7 @@ def template_regression_method(train):
     return score
 
 
-def methods(dmm_seconds: float) -> dict:
+def methods(dmm_seconds: float, deep_seconds: float) -> dict:
     return {
         "nearest neighbour (k=1)": knn_method(1),
         "nearest neighbour (k=5)": knn_method(5),
@@ -116,6 +119,19 @@ def methods(dmm_seconds: float) -> dict:
                 patience=100, num_particles=32, random_state=0,
             ),
             how="max",
+        ),
+        # small networks for the CPU (docs/chimera.md); beat score = mean per-step score, fixed in advance
+        f"Chimera ({deep_seconds:.0f} s training)": estimator_method(
+            lambda: tsssm.Chimera(
+                channels=8, state_dim=4, num_layers=1, batch_size=32, max_epochs=5000, patience=20,
+                max_seconds=deep_seconds, random_state=0,
+            )
+        ),
+        f"latent ODE ({deep_seconds:.0f} s training)": estimator_method(
+            lambda: tsssm.LatentODE(
+                z_dim=8, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=32, max_epochs=5000, patience=20,
+                max_seconds=deep_seconds, num_particles=16, random_state=0,
+            )
         ),
     }
 
@@ -131,6 +147,7 @@ def departure_windows(beats: np.ndarray, template: np.ndarray, width: int = LOCA
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dmm-seconds", type=float, default=300.0, help="training budget of the deep Markov model")
+    parser.add_argument("--deep-seconds", type=float, default=300.0, help="training budget of Chimera and the latent ODE")
     parser.add_argument("--only", default=None, help="run only the methods whose name contains this string")
     args = parser.parse_args(argv)
 
@@ -143,7 +160,7 @@ def main(argv=None):
     print(f"ECG5000: {len(normal_train)} normal training beats; {len(test)} test beats, {labels.sum()} abnormal\n")
     print("| method | AUROC | AUPRC | best F1 | fit s | beats/s | localisation |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, fit in methods(args.dmm_seconds).items():
+    for name, fit in methods(args.dmm_seconds, args.deep_seconds).items():
         if args.only and args.only not in name:
             continue
         start = time.perf_counter()

@@ -102,6 +102,7 @@ def test_bayesian_structural_notebook_runs(monkeypatch):
     assert min(widths) >= 1.0
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_deep_markov_pendulum_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["deep_markov_pendulum.py", "--plots", str(tmp_path)])
     runpy.run_path(str(EXAMPLES / "deep_markov_pendulum.py"), run_name="__main__")

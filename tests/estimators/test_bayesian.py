@@ -154,6 +154,7 @@ def test_priors_override_and_fixed_params(nile):
         tsssm.LocalLevel(method="nuts", priors={"sigma2_lvl": dist.HalfNormal(1.0)}, **SMALL).fit(nile)
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_irregular_data_and_panels():
     rng = np.random.default_rng(5)
     gaps = rng.exponential(1.0, 80)

@@ -61,6 +61,7 @@ def test_predictions_are_causal(fitted):
     assert np.all(np.abs(moved.iloc[121].to_numpy() - base.iloc[121].to_numpy()) > 1e-3)
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_padded_panel_equals_individual_series(fitted):
     """A ragged long frame (padded internally, scored in one batch) scores each series exactly as alone."""
     model, data = fitted
@@ -74,6 +75,7 @@ def test_padded_panel_equals_individual_series(fitted):
         np.testing.assert_allclose(panel.loc[panel["unique_id"] == sid, "score"].to_numpy(), alone, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_forecast_continues_the_one_step_prediction(fitted, tmp_path):
     """Recursive sampling carries the scan's states: its first step has exactly the one-step predictive
     location of the full network run on the history; intervals widen and follow the season."""

@@ -90,6 +90,7 @@ def _ragged_long_frame():
     return pd.concat(parts, ignore_index=True)
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_ragged_irregular_panel_with_missing_values(tmp_path):
     """Student-t emission on a ragged, irregular long frame with NaNs: layout, masking, persistence."""
     df = _ragged_long_frame()
@@ -118,6 +119,7 @@ def test_ragged_irregular_panel_with_missing_values(tmp_path):
     pd.testing.assert_frame_equal(loaded.history_, model.history_, check_dtype=False)
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_single_series_bernoulli_and_errors():
     rng = np.random.default_rng(0)
     index = pd.date_range("2024-01-01", periods=40, freq="D")

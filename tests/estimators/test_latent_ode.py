@@ -137,7 +137,8 @@ def _ragged_batch():
     return series
 
 
-@pytest.mark.parametrize("kind", ["ode", pytest.param("sde", marks=pytest.mark.slow)])  # sde: ~10 s of compilation
+@pytest.mark.slow  # ~10 s (ode) and more (sde) of compilation; default suite under 10 minutes
+@pytest.mark.parametrize("kind", ["ode", "sde"])
 def test_padding_masking_and_batching_leave_each_series_unchanged(kind):
     """ELBO terms and importance-weighted scores of a padded ragged batch == each series alone; values
     under the mask are never read."""
@@ -218,6 +219,7 @@ def test_extrapolation_beats_last_value_and_series_mean():
     assert model.elbo_ > -0.5  # standardised data: ignoring the dynamics gives about -1.42 per step
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_scores_predictions_and_persistence(ode_fit, tmp_path):
     model, data = ode_fit
     scores = model.score_samples()

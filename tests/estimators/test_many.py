@@ -59,6 +59,7 @@ def test_per_series_parameters_equal_single_series_fits(long_df, panel_fit):
         assert panel_fit.nobs_[sid] == single.nobs_
 
 
+@pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
 def test_long_in_long_out_and_own_forecast_origin(long_df, panel_fit):
     fc = panel_fit.forecast(4)
     mean = fc.mean
