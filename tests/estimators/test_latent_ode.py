@@ -201,8 +201,8 @@ def test_training_compiles_once_and_is_reproducible(ode_fit, caplog):
 
 
 @pytest.mark.slow
-def test_extrapolation_beats_last_value_and_series_mean():
-    """Forecasts 0.5-2.5 time units past each series' window of irregular observations (~2-4 minutes).
+def test_extrapolation_beats_last_value_series_mean_and_the_classical_model():
+    """Forecasts 0.5-2.5 time units past each series' window of irregular observations (~3-5 minutes).
 
     With these settings an extrapolation MSE of 0.022 over (10, 15] was measured (last value 1.08,
     series mean 0.56); smaller networks (z 3, widths 16) reached only 0.55 in 600 epochs."""
@@ -217,6 +217,17 @@ def test_extrapolation_beats_last_value_and_series_mean():
     mse = np.mean((mean - truth) ** 2)
     assert mse < 0.3 * min(last, average), (mse, last, average)
     assert model.elbo_ > -0.5  # standardised data: ignoring the dynamics gives about -1.42 per step
+    # the classical model: a continuous-time local level fitted by MLE to each series' own window
+    # (measured MSE 1.27; a local linear trend extrapolates worse, 4.39). On 2 of the 64 short
+    # series its likelihood is unbounded (a variance collapses): those raise NumericalError, skipped.
+    classical = []
+    for (_, part), target in zip(data.groupby("unique_id", sort=False), truth):
+        try:
+            fit = tsssm.LocalLevel().fit(part.set_index("ds")["y"])
+        except NumericalError:
+            continue
+        classical.append(np.mean((fit.forecast(times=[10.5, 11.5, 12.5]).mean.to_numpy().ravel() - target) ** 2))
+    assert len(classical) >= 60 and mse < 0.3 * np.mean(classical), (mse, np.mean(classical))
 
 
 @pytest.mark.slow  # default suite under 10 minutes on 2 cores; CI runs the slow tier too
