@@ -143,6 +143,13 @@ class SequenceEstimator(BaseForecaster):
             "score": np.concatenate([s[:n] for s, n in zip(scores, lengths)]),
         })
 
+    def _predictive(self, meta: PanelMeta, valid, pred_mean, pred_var, levels) -> Forecast:
+        """One-step predictive moments ``(B, T, D)`` (scaled units) -> a Gaussian :class:`Forecast`."""
+        valid = np.asarray(valid)[:, :, None]
+        mean = np.where(valid, np.asarray(pred_mean, float) * self.scale_ + self.loc_, np.nan)
+        std = np.where(valid, np.sqrt(np.asarray(pred_var, float)) * self.scale_, np.nan)
+        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+
     def _per_series_total(self, totals, meta: PanelMeta):
         """``(B,)`` totals -> a float (one series) or a Series per ``unique_id``."""
         if not self._per_series(meta):
@@ -223,13 +230,6 @@ class VariationalForecaster(SequenceForecaster):
         )
         self._record_fit(result)
         self.elbo_ = result.train_elbo
-
-    def _predictive(self, meta: PanelMeta, valid, pred_mean, pred_var, levels) -> Forecast:
-        """One-step predictive moments ``(B, T, D)`` (scaled units) -> a Gaussian :class:`Forecast`."""
-        valid = np.asarray(valid)[:, :, None]
-        mean = np.where(valid, np.asarray(pred_mean, float) * self.scale_ + self.loc_, np.nan)
-        std = np.where(valid, np.sqrt(np.asarray(pred_var, float)) * self.scale_, np.nan)
-        return Forecast(meta, meta.indexes, mean, std, levels=levels)
 
     def _state_for_saving(self):
         document, arrays = self._common_state()

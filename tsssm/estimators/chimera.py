@@ -288,11 +288,8 @@ class Chimera(SequenceForecaster, _ChimeraBase):
         predictions, a moment-matched approximation).
         """
         raw, meta, batch, _ = self._evaluate(y, X)
-        mean, var = (np.asarray(a, float) for a in chimera.moments(jnp.asarray(raw)))
-        valid = np.asarray(batch.valid)[:, :, None]
-        mean = np.where(valid, mean * self.scale_ + self.loc_, np.nan)
-        std = np.where(valid, np.sqrt(var) * self.scale_, np.nan)
-        return Forecast(meta, meta.indexes, mean, std, levels=levels)
+        mean, var = chimera.moments(jnp.asarray(raw))
+        return self._predictive(meta, batch.valid, mean, var, levels)
 
     # ------------------------------------------------------------------ forecasting
     def _draw(self, horizon, times, num_samples, seed):
