@@ -270,6 +270,16 @@ class _LeanCarry(NamedTuple):
     steady: jax.Array  # bool: the predicted covariance has converged
 
 
+class _CollapsedCarry(NamedTuple):
+    """State of the full updates after the diffuse vector is folded in (see :func:`log_likelihood`)."""
+
+    mean: jax.Array  # (N,) predicted mean
+    cov: jax.Array  # (N, N) predicted covariance
+    quad: jax.Array  # sum of v' S^-1 v over the steps so far
+    norm_sum: jax.Array  # sum of -0.5 (D_t log 2 pi + log det S_t)
+    steady: jax.Array  # bool: the predicted covariance has converged
+
+
 class _SteadyState(NamedTuple):
     """What the mean-only updates need once the covariance has converged (all entries observed)."""
 
@@ -417,6 +427,27 @@ def log_likelihood(
         steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
         return carry._replace(mean=next_mean, cov=next_cov, steady=steady)
 
+    def collapsed(carry: _CollapsedCarry, xs) -> _CollapsedCarry:
+        """One full update once the diffuse vector is folded in: vector mean, no augmented columns."""
+        sliced, y_t, m_t = xs
+        a = at(sliced)
+        Hm, Rm, ym = _masked_observation(a.observation, a.observation_cov, a.observation_offset, y_t, m_t)
+        v = ym - jnp.sum(Hm * carry.mean, axis=1)
+        PHt = _mm(carry.cov, Hm.T)
+        solve, log_det = _innovation_solver(symmetrize(_mm(Hm, PHt) + Rm))
+        gain = solve(PHt.T).T
+        filtered_mean = carry.mean + jnp.sum(gain * v, axis=1)
+        next_mean = jnp.sum(a.transition * filtered_mean, axis=1) + a.transition_offset
+        next_cov = symmetrize(_mm(_mm(a.transition, carry.cov - _mm(gain, PHt.T)), a.transition.T) + a.transition_cov)
+        change = jnp.max(jnp.abs(next_cov - carry.cov))
+        return _CollapsedCarry(
+            mean=next_mean,
+            cov=next_cov,
+            quad=carry.quad + jnp.sum(v * solve(v)),
+            norm_sum=carry.norm_sum - 0.5 * (jnp.sum(m_t) * LOG_2PI + log_det),
+            steady=jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov))),
+        )
+
     carry0 = _LeanCarry(
         mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1), jnp.asarray(False)
     )
@@ -482,14 +513,16 @@ def log_likelihood(
             def run(carry, ops):
                 if collapsing:
                     carry = jax.lax.scan(lambda c, x: (full(c, x), None), carry, chunk_xs)[0]
-                else:  # the diffuse columns are zero: carry only the mean's first column
-                    lean = jax.lax.scan(
-                        lambda c, x: (full(c, x), None),
-                        carry._replace(mean=carry.mean[:, :1], info_sum=carry.info_sum[:1, :1]),
-                        chunk_xs,
-                    )[0]
-                    carry = lean._replace(
-                        mean=carry.mean.at[:, :1].set(lean.mean), info_sum=carry.info_sum.at[0, 0].set(lean.info_sum[0, 0])
+                else:  # the diffuse columns are zero: the lean collapsed recursion
+                    zero = jnp.zeros((), dtype)
+                    start = _CollapsedCarry(carry.mean[:, 0], carry.cov, zero, zero, carry.steady)
+                    lean = jax.lax.scan(lambda c, x: (collapsed(c, x), None), start, chunk_xs)[0]
+                    carry = carry._replace(
+                        mean=carry.mean.at[:, 0].set(lean.mean),
+                        cov=lean.cov,
+                        info_sum=carry.info_sum.at[0, 0].add(lean.quad),
+                        norm_sum=carry.norm_sum + lean.norm_sum,
+                        steady=lean.steady,
                     )
                 if collapsing:  # fold delta in once the chunk's data identify it
                     mean, cov, valid = _collapse_carry(carry.mean, carry.cov, carry.info_sum)
