@@ -364,6 +364,10 @@ def _collapse_carry(mean, cov, info_sum):
 #: Steps per inner scan of :func:`log_likelihood` without the steady-state switch.
 PLAIN_CHUNK = 16
 
+#: Chunks that :func:`log_likelihood` advances in one go once the filter is steady and they are
+#: fully observed (block form only); otherwise they are taken chunk by chunk.
+STEADY_GROUP = 8
+
 
 def _chunks(xs, chunk: int):
     """Split the leading time axis of every array in ``xs`` into ``(num_chunks, chunk, ...)``.
@@ -427,8 +431,13 @@ def log_likelihood(
         steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
         return carry._replace(mean=next_mean, cov=next_cov, steady=steady)
 
-    def collapsed(carry: _CollapsedCarry, xs) -> _CollapsedCarry:
-        """One full update once the diffuse vector is folded in: vector mean, no augmented columns."""
+    def collapsed(carry: _CollapsedCarry, xs, check: bool) -> _CollapsedCarry:
+        """One full update once the diffuse vector is folded in: vector mean, no augmented columns.
+
+        With ``check`` (the last step of a chunk) the covariance is re-symmetrised and tested for
+        convergence; the steps before it skip both, which keeps the loop body small (round-off
+        asymmetry over one chunk stays at the level of a few ulps).
+        """
         sliced, y_t, m_t = xs
         a = at(sliced)
         Hm, Rm, ym = _masked_observation(a.observation, a.observation_cov, a.observation_offset, y_t, m_t)
@@ -438,15 +447,26 @@ def log_likelihood(
         gain = solve(PHt.T).T
         filtered_mean = carry.mean + jnp.sum(gain * v, axis=1)
         next_mean = jnp.sum(a.transition * filtered_mean, axis=1) + a.transition_offset
-        next_cov = symmetrize(_mm(_mm(a.transition, carry.cov - _mm(gain, PHt.T)), a.transition.T) + a.transition_cov)
-        change = jnp.max(jnp.abs(next_cov - carry.cov))
+        next_cov = _mm(_mm(a.transition, carry.cov - _mm(gain, PHt.T)), a.transition.T) + a.transition_cov
+        steady = jnp.asarray(False)
+        if check:
+            next_cov = symmetrize(next_cov)
+            change = jnp.max(jnp.abs(next_cov - carry.cov))
+            steady = jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
         return _CollapsedCarry(
             mean=next_mean,
             cov=next_cov,
             quad=carry.quad + jnp.sum(v * solve(v)),
             norm_sum=carry.norm_sum - 0.5 * (jnp.sum(m_t) * LOG_2PI + log_det),
-            steady=jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov))),
+            steady=steady,
         )
+
+    def collapsed_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
+        """:func:`collapsed` over a run of steps, checking convergence at the last one."""
+        head = jax.tree_util.tree_map(lambda x: x[:-1], run_xs)
+        last = jax.tree_util.tree_map(lambda x: x[-1], run_xs)
+        carry = jax.lax.scan(lambda c, x: (collapsed(c, x, False), None), carry, head)[0]
+        return collapsed(carry, last, True)
 
     carry0 = _LeanCarry(
         mean0, cov0, jnp.zeros((num_aug, num_aug), dtype), jnp.zeros((), dtype), jnp.asarray(num_aug == 1), jnp.asarray(False)
@@ -470,19 +490,21 @@ def log_likelihood(
         return _SteadyState(inv_S, log_det_S, gain, blocks)
 
     def fast_blocks(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
-        """Mean-only steady-state updates over a chunk, ``block_size`` steps per product."""
+        """Mean-only steady-state updates over a run of steps, ``block_size`` steps per product.
+
+        Only the block-to-block mean recursion is sequential; the products with the data of
+        every block are taken at once, outside that loop.
+        """
         sliced, y_c, _ = chunk_xs
         offset = arrays.observation_offset if sliced[5] is None else sliced[5]
         blk = ops.blocks
-
-        def body(state, e):
-            mean, quad = state
-            v = (e - blk.convolution @ e - blk.to_innovation @ mean - blk.offset_innovation).reshape(block_size, D)
-            next_mean = blk.power @ mean + blk.to_state @ e + blk.offset_state
-            return (next_mean, quad + jnp.sum((v @ ops.inv_S) * v)), None
-
         e = (y_c - offset).reshape(-1, block_size * D)
-        return jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), e)[0]
+        drive = e @ blk.to_state.T + blk.offset_state
+        final_mean, starts = jax.lax.scan(
+            lambda mean, u: (jnp.sum(blk.power * mean, axis=1) + u, mean), carry.mean[:, 0], drive
+        )
+        v = (e - e @ blk.convolution.T - starts @ blk.to_innovation.T - blk.offset_innovation).reshape(-1, D)
+        return final_mean, jnp.sum((v @ ops.inv_S) * v)
 
     def fast_steps(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
         """Mean-only steady-state updates over a chunk, one step at a time (varying offsets)."""
@@ -497,17 +519,18 @@ def log_likelihood(
 
         return jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), chunk_xs)[0]
 
-    def run_chunk(state, chunk_xs):
-        carry, ops = state
+    def fast(carry: _LeanCarry, ops: _SteadyState, run_xs, num_steps: int):
+        mean, quad = (fast_steps if block_size is None else fast_blocks)(carry, ops, run_xs)
+        carry = carry._replace(
+            mean=carry.mean.at[:, 0].set(mean),  # the diffuse columns are zero by now
+            info_sum=carry.info_sum.at[0, 0].add(quad),
+            norm_sum=carry.norm_sum - 0.5 * num_steps * (D * LOG_2PI + ops.log_det_S),
+        )
+        return carry, ops
 
-        def fast(carry, ops):
-            mean, quad = (fast_steps if block_size is None else fast_blocks)(carry, ops, chunk_xs)
-            carry = carry._replace(
-                mean=carry.mean.at[:, 0].set(mean),  # the diffuse columns are zero by now
-                info_sum=carry.info_sum.at[0, 0].add(quad),
-                norm_sum=carry.norm_sum - 0.5 * chunk * (D * LOG_2PI + ops.log_det_S),
-            )
-            return carry, ops
+    def run_chunk(state, chunk_in):
+        chunk_xs, padding = chunk_in
+        carry, ops = state
 
         def full_chunk(collapsing):
             def run(carry, ops):
@@ -516,7 +539,7 @@ def log_likelihood(
                 else:  # the diffuse columns are zero: the lean collapsed recursion
                     zero = jnp.zeros((), dtype)
                     start = _CollapsedCarry(carry.mean[:, 0], carry.cov, zero, zero, carry.steady)
-                    lean = jax.lax.scan(lambda c, x: (collapsed(c, x), None), start, chunk_xs)[0]
+                    lean = collapsed_run(start, chunk_xs)
                     carry = carry._replace(
                         mean=carry.mean.at[:, 0].set(lean.mean),
                         cov=lean.cov,
@@ -533,12 +556,33 @@ def log_likelihood(
             return run
 
         # 0: steady and fully observed -> mean-only; 1: full updates; 2: full updates, then an
-        # attempt to fold the diffuse vector in (only until that has happened).
+        # attempt to fold the diffuse vector in (only until that has happened); 3: a chunk of
+        # padding after the last step (it cannot change the likelihood): nothing.
         branch = jnp.where(carry.steady & jnp.all(chunk_xs[2]), 0, jnp.where(carry.collapsed, 1, 2))
-        return jax.lax.switch(branch, [fast, full_chunk(False), full_chunk(True)], carry, ops), None
+        branches = [lambda carry, ops: fast(carry, ops, chunk_xs, chunk), full_chunk(False), full_chunk(True), lambda *state: state]
+        return jax.lax.switch(jnp.where(padding, 3, branch), branches, carry, ops), None
+
+    def run_group(state, group_in):
+        """``STEADY_GROUP`` chunks: at once if steady and fully observed, else chunk by chunk."""
+        group_xs, _ = group_in
+        flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), group_xs)
+        steady = state[0].steady & jnp.all(group_xs[2])
+        by_chunks = lambda carry, ops: jax.lax.scan(run_chunk, (carry, ops), group_in)[0]
+        return jax.lax.cond(steady, lambda carry, ops: fast(carry, ops, flat, STEADY_GROUP * chunk), by_chunks, *state), None
 
     ops0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(steady_state_of, cov0))
-    (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), _chunks(xs, chunk))
+    chunked = _chunks(xs, chunk)
+    num_chunks = chunked[1].shape[0]
+    # groups of chunks pay off on long series only (block form); the last group is padded
+    group = STEADY_GROUP if block_size is not None and num_chunks >= 2 * STEADY_GROUP else 1
+    extra = -num_chunks % group
+    padded = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.zeros((extra,) + x.shape[1:], x.dtype)]), chunked)
+    padding = jnp.arange(num_chunks + extra) >= num_chunks
+    if group == 1:
+        (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), (padded, padding))
+    else:
+        grouped = jax.tree_util.tree_map(lambda x: x.reshape((-1, group) + x.shape[1:]), (padded, padding))
+        (final, _), _ = jax.lax.scan(run_group, (carry0, ops0), grouped)
     return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
 
