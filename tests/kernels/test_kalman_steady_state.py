@@ -126,3 +126,37 @@ def test_steady_block_operators_match_the_step_recursion():
     v_block = e.reshape(-1) - ops.convolution @ e.reshape(-1) - ops.to_innovation @ a0 - ops.offset_innovation
     np.testing.assert_allclose(v_block, jnp.concatenate(innovations), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ops.power @ a0 + ops.to_state @ e.reshape(-1) + ops.offset_state, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("group", [2, 3])
+def test_groups_of_steady_chunks_equal_the_full_recursion(monkeypatch, group):
+    """Small ``STEADY_GROUP`` so that test-sized series take the grouped block form.
+
+    Group 3 does not divide the number of chunks (padding chunks at the end); the gaps put
+    missing values inside groups that come after the covariance has converged.
+    """
+    monkeypatch.setattr(kalman, "STEADY_GROUP", group)
+    model, params = CASES["trend+seasonal12"]
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    y, mask = _series(2000, 0, ((1300, 1302), (1700, 1750)))
+    arrays, init = model.system(params, jnp.arange(2000.0), None)
+    full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
+    np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask), full, rtol=1e-9)
+
+    arrays, init, y, mask = _random_multivariate(8, 1000)
+    arrays = arrays._replace(observation_offset=jnp.asarray(np.random.default_rng(9).normal(size=(1000, 3))))
+    full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
+    np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask), full, rtol=1e-10)
+
+
+def test_gradient_through_groups_equals_full_recursion(monkeypatch):
+    monkeypatch.setattr(kalman, "STEADY_GROUP", 2)
+    model, params = CASES["trend+seasonal12"]
+    y, mask = _series(1500, 1, ((900, 920),))
+
+    def loglik(scale, steady):
+        p = {k: jnp.asarray(v) * (scale if k == "sigma2_seasonal" else 1.0) for k, v in params.items()}
+        arrays, init = model.system(p, jnp.arange(1500.0), None)
+        return kalman.log_likelihood(arrays, init, y, mask, steady_state=steady)
+
+    np.testing.assert_allclose(jax.grad(loglik)(1.0, True), jax.grad(loglik)(1.0, False), rtol=1e-7)
