@@ -2,6 +2,7 @@
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -122,3 +123,30 @@ def test_an_unbounded_likelihood_is_an_error_not_a_result():
     with pytest.raises(tsssm.NumericalError, match="without bound"), warnings.catch_warnings():
         warnings.simplefilter("ignore", tsssm.ConvergenceWarning)
         tsssm.LinearGaussianSSM(state_dim=2).fit(walks)
+
+
+def test_value_only_log_likelihood_takes_the_steady_state_switch_and_agrees(monkeypatch):
+    """Long 13-state series: ``gradient=False`` takes the kernel's steady-state switch (value-only
+    threshold), the default keeps the plain recursion; both are the exact likelihood, so they
+    agree to the switch's round-off (rtol 1e-9, see tests/kernels/test_kalman_steady_state.py)."""
+    T = mle.STEADY_STATE_MIN_STEPS
+    assert T < mle.STEADY_STATE_MIN_STEPS_GRADIENT
+    switches = []
+    kernel = mle.kalman.log_likelihood
+
+    def spy(*args, steady_state, **kwargs):
+        switches.append(steady_state)
+        return kernel(*args, steady_state=steady_state, **kwargs)
+
+    monkeypatch.setattr(mle.kalman, "log_likelihood", spy)
+    rng = np.random.default_rng(4)
+    y = np.cumsum(rng.normal(size=T)) + 2 * np.sin(np.arange(T) * 2 * np.pi / 12) + rng.normal(size=T)
+    model = StructuralModel((Trend(), Seasonal(12)))
+    with float64():
+        data = mle.SeriesData(jnp.arange(T, dtype=jnp.float64), jnp.asarray(y)[:, None], jnp.ones((T, 1), bool), None)
+        params = {k: jnp.asarray(v) for k, v in
+                  {"sigma2_irregular": 1.0, "sigma2_level": 0.5, "sigma2_trend": 1e-4, "sigma2_seasonal": 0.02}.items()}
+        value_only = float(jax.jit(lambda p: mle.log_likelihood(model, p, data, gradient=False))(params))
+        plain = float(jax.jit(lambda p: mle.log_likelihood(model, p, data))(params))
+    assert switches == [True, False]
+    np.testing.assert_allclose(value_only, plain, rtol=1e-9)
