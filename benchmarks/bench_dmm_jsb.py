@@ -53,6 +53,9 @@ def main(argv=None):
     p.add_argument("--rnn-dim", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty added to the gradient (per-step loss)")
+    p.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per update")
+    p.add_argument("--patience", type=int, default=10, help="validation checks (every 5 epochs) without improvement")
     p.add_argument("--anneal-epochs", type=int, default=40)
     p.add_argument("--anneal-start", type=float, default=0.2)
     p.add_argument("--particles", type=int, default=64)
@@ -77,7 +80,8 @@ def main(argv=None):
     print(f"training ({sizes}) for up to {args.minutes:g} min ...", flush=True)
     result = svi.fit(
         net, train, valid, batch_size=args.batch_size, max_epochs=100_000, learning_rate=args.lr, clip_norm=10.0,
-        kl_anneal_epochs=args.anneal_epochs, kl_anneal_start=args.anneal_start, patience=10,
+        weight_decay=args.weight_decay, lr_decay=args.lr_decay,
+        kl_anneal_epochs=args.anneal_epochs, kl_anneal_start=args.anneal_start, patience=args.patience,
         max_seconds=60.0 * args.minutes, seed=args.seed, verbose=10, eval_every=5,
     )
     steps = int(test.valid.sum())
@@ -97,7 +101,8 @@ def main(argv=None):
     print(f"Machine: {os.cpu_count()} CPU cores, {platform.platform()}, Python {platform.python_version()}; "
           f"load average at end {os.getloadavg()[0]:.2f}")
     print(f"Versions: tsssm {tsssm.__version__} (commit {commit}), jax {jax.__version__} ({jax.default_backend()})")
-    print(f"Networks: {sizes}; batch {args.batch_size} chorales, Adam lr {args.lr:g}, clip 10, "
+    print(f"Networks: {sizes}; batch {args.batch_size} chorales, Adam lr {args.lr:g} (x {args.lr_decay:g} per update), "
+          f"L2 {args.weight_decay:g}, patience {args.patience}, clip 10, "
           f"KL annealing {args.anneal_start:g} -> 1 over {args.anneal_epochs} epochs; budget {args.minutes:g} min")
     print()
     print("| quantity | value |")

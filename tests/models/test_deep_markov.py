@@ -182,3 +182,19 @@ def test_fit_with_validation_series_of_another_length():
     # a network of the same structure on batches of the same shape reuses the compiled update
     again = svi.fit(_net(seed=1), train, valid, batch_size=2, max_epochs=1, learning_rate=1e-3, seed=0)
     assert again.compile_seconds < 0.1
+
+
+def test_fit_weight_decay_and_learning_rate_decay():
+    """With a huge L2 weight the gradient is ``weight_decay * w`` almost exactly (the ELBO's is
+    clipped to norm 10), so Adam moves every weight by ``lr * sign(w)`` per update (its first
+    steps are normalised), and by ``lr * lr_decay`` on the second update: after two updates
+    ``|w|`` shrinks by ``lr * (1 + lr_decay)``. Weights with ``|w| > 1e-3`` change their gradient by
+    under 1% between the updates (lr 1e-5), hence the tolerance."""
+    net, train = _net(), _batch(B=2)
+    lr, decay = 1e-5, 0.5
+    result = svi.fit(net, train, batch_size=2, max_epochs=2, learning_rate=lr, weight_decay=1e6, lr_decay=decay, seed=0)
+    assert result.num_updates == 2
+    before = np.concatenate([np.ravel(x) for x in svi.network_leaves(net)])
+    after = np.concatenate([np.ravel(x) for x in svi.network_leaves(result.network)])
+    big = np.abs(before) > 1e-3
+    np.testing.assert_allclose((np.abs(before) - np.abs(after))[big], lr * (1 + decay), rtol=0.02)

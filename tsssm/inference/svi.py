@@ -121,7 +121,7 @@ def _svi_guide(batch, beta):
 _COMPILED: dict = {}
 
 
-def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch, objective):
+def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, batch, objective, weight_decay=0.0, lr_decay=1.0):
     """numpyro SVI object, compiled update and evaluation for one network structure and batch shape.
 
     Cached at module level (a few entries): refitting a network of the same structure on batches
@@ -130,12 +130,13 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     each fit starts from its own weights through ``svi.init(..., init_params=...)``.
     """
     shapes = tuple((a.shape, str(a.dtype)) for a in batch) + tuple((x.shape, str(x.dtype)) for x in leaves)
-    key = (objective, treedef, static, learning_rate, clip_norm, shapes)
+    key = (objective, treedef, static, learning_rate, clip_norm, weight_decay, lr_decay, shapes)
     if key in _COMPILED:
         return _COMPILED[key]
     model = partial(_svi_model, leaves=leaves, treedef=treedef, static=static, objective=objective)
+    schedule = learning_rate if lr_decay == 1.0 else optax.exponential_decay(learning_rate, 1, lr_decay)
     optimizer = numpyro.optim.optax_to_numpyro(
-        optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(learning_rate))
+        optax.chain(optax.clip_by_global_norm(clip_norm), optax.add_decayed_weights(weight_decay), optax.adam(schedule))
     )
     svi = SVI(model, _svi_guide, optimizer, Trace_ELBO())
     names = _param_names(len(leaves))
@@ -186,6 +187,8 @@ def fit(
     max_epochs: int = 100,
     learning_rate: float = 3e-3,
     clip_norm: float = 10.0,
+    weight_decay: float = 0.0,
+    lr_decay: float = 1.0,
     kl_anneal_epochs: int = 0,
     kl_anneal_start: float = 0.1,
     patience: int = 10,
@@ -197,6 +200,10 @@ def fit(
     name: str = "DeepMarkovModel",
 ) -> FitResult:
     """Maximise the ELBO of ``train`` with numpyro SVI (optax Adam after global-norm clipping).
+
+    ``weight_decay`` adds ``weight_decay * w`` to the (clipped) gradient of every weight ``w`` (an
+    L2 penalty on the per-step loss, as in Pyro's ClippedAdam); ``lr_decay`` multiplies the
+    learning rate after every update (e.g. 0.9999).
 
     Minibatches hold a fixed number of series (``min(batch_size, N)``); the last one of an epoch is
     padded with empty (all-invalid) series, so the update compiles once. With ``valid`` the
@@ -220,7 +227,7 @@ def fit(
     first = padded_train.take(np.arange(m))
     t0 = time.perf_counter()
     svi, init, update, evaluate, to_net = _compiled(
-        leaves, treedef, static, float(learning_rate), float(clip_norm), first, objective
+        leaves, treedef, static, float(learning_rate), float(clip_norm), first, objective, float(weight_decay), float(lr_decay)
     )
     compile_seconds = time.perf_counter() - t0
     state = init(jax.random.key(seed), first, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
