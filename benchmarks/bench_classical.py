@@ -15,8 +15,7 @@ Rows
 ----
 1. Log-likelihood of a long simulated series (100,000 steps), warm: local level (1 state) and
    local linear trend + dummy seasonal 12 (13 states). tsssm: ``jax.jit`` of
-   ``lambda params: tsssm.inference.mle.log_likelihood(model, params, data, gradient=False)``
-   (a value, not a gradient) in float64;
+   ``lambda params: tsssm.inference.mle.log_likelihood(model, params, data)`` in float64;
    statsmodels: ``UnobservedComponents(...).loglike(params)``; dynamax: ``jax.jit`` of
    ``lgssm_filter(params, y).marginal_loglik`` (a proper prior with variance 1e6 on the diffuse
    states, like statsmodels' approximate diffuse initialisation), also in float64.
@@ -167,7 +166,7 @@ def _tsssm_loglik(y, model, params, repeats):
     with float64():
         data = mle.SeriesData(jnp.arange(T, dtype=jnp.float64), jnp.asarray(y)[:, None], jnp.ones((T, 1), bool), None)
         jparams = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        fn = jax.jit(lambda p: mle.log_likelihood(model, p, data, gradient=False))
+        fn = jax.jit(lambda p: mle.log_likelihood(model, p, data))
         return _compile_and_time(fn, (jparams,), repeats)
 
 

@@ -125,12 +125,12 @@ def test_an_unbounded_likelihood_is_an_error_not_a_result():
         tsssm.LinearGaussianSSM(state_dim=2).fit(walks)
 
 
-def test_value_only_log_likelihood_takes_the_steady_state_switch_and_agrees(monkeypatch):
-    """Long 13-state series: ``gradient=False`` takes the kernel's steady-state switch (value-only
-    threshold), the default keeps the plain recursion; both are the exact likelihood, so they
-    agree to the switch's round-off (rtol 1e-9, see tests/kernels/test_kalman_steady_state.py)."""
-    T = mle.STEADY_STATE_MIN_STEPS
-    assert T < mle.STEADY_STATE_MIN_STEPS_GRADIENT
+def test_long_series_take_the_steady_state_switch_and_agree(monkeypatch):
+    """From ``STEADY_STATE_MIN_STEPS`` steps a 13-state model takes the kernel's steady-state
+    switch, one step shorter the plain recursion; both are the exact likelihood, so on the same
+    series they agree to the switch's round-off (rtol 1e-9, see test_kalman_steady_state.py)."""
+    monkeypatch.setattr(mle, "STEADY_STATE_MIN_STEPS", 3000)  # the rule, on a test-sized series
+    T = 3000
     switches = []
     kernel = mle.kalman.log_likelihood
 
@@ -146,7 +146,8 @@ def test_value_only_log_likelihood_takes_the_steady_state_switch_and_agrees(monk
         data = mle.SeriesData(jnp.arange(T, dtype=jnp.float64), jnp.asarray(y)[:, None], jnp.ones((T, 1), bool), None)
         params = {k: jnp.asarray(v) for k, v in
                   {"sigma2_irregular": 1.0, "sigma2_level": 0.5, "sigma2_trend": 1e-4, "sigma2_seasonal": 0.02}.items()}
-        value_only = float(jax.jit(lambda p: mle.log_likelihood(model, p, data, gradient=False))(params))
+        switched = float(jax.jit(lambda p: mle.log_likelihood(model, p, data))(params))
+        monkeypatch.setattr(mle, "STEADY_STATE_MIN_STEPS", 3001)
         plain = float(jax.jit(lambda p: mle.log_likelihood(model, p, data))(params))
     assert switches == [True, False]
-    np.testing.assert_allclose(value_only, plain, rtol=1e-9)
+    np.testing.assert_allclose(switched, plain, rtol=1e-9)

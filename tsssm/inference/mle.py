@@ -118,40 +118,40 @@ class SeriesData(NamedTuple):
     inputs: jax.Array | None
 
 
-#: Series length from which :func:`log_likelihood` takes the kernel's steady-state switch when
-#: only its value is needed, and when it is differentiated (``gradient=True``).
-STEADY_STATE_MIN_STEPS = 5_000
-STEADY_STATE_MIN_STEPS_GRADIENT = 100_000
+#: Series length and state dimension from which :func:`log_likelihood` takes the kernel's
+#: steady-state switch (see its docstring for the trade-off).
+STEADY_STATE_MIN_STEPS = 100_000
 STEADY_STATE_MIN_STATES = 3
 # Largest max |gradient| of the mean negative log-likelihood (unconstrained scale) accepted as an
 # optimum when round-off stops the search before ``gtol``; SciPy's BFGS takes over above it.
 CONVERGED_GRADIENT = 1e-4
 
 
-def log_likelihood(model, params: dict, data: SeriesData, *, gradient: bool = True) -> jax.Array:
+def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     """Exact diffuse log-likelihood of ``data`` under ``model`` with constrained ``params``.
 
-    Models with at least ``STEADY_STATE_MIN_STATES`` states use the kernel's steady-state switch
-    on long series: from ``STEADY_STATE_MIN_STEPS`` steps when only the value is wanted
-    (``gradient=False``), from ``STEADY_STATE_MIN_STEPS_GRADIENT`` when the function is
-    differentiated (the default: fits and samplers). The switch is much faster per step but
-    compiles slower, and its derivative far slower; measured on the 2-core box
-    for local linear trend + seasonal 12 (13 states), plain recursion vs switch:
+    Series of at least ``STEADY_STATE_MIN_STEPS`` steps with at least ``STEADY_STATE_MIN_STATES``
+    states use the kernel's steady-state switch; shorter ones the plain recursion. The switch is
+    much faster per step but compiles slower, and its derivative far slower, which only pays
+    back over many evaluations of a very long series. Measured on the 2-core box for local
+    linear trend + seasonal 12 (13 states), plain recursion vs switch:
 
-    ==========================  ===================  ===================
+    ==========================  ===================  ====================
     steps, what                 plain: compile, run  switch: compile, run
-    ==========================  ===================  ===================
+    ==========================  ===================  ====================
     5,000, value                0.5 s, 14 ms         2.7 s, 4.0 ms
     20,000, value               0.5 s, 58 ms         3.2 s, 4.1 ms
     20,000, value + gradient    2.4 s, 117 ms        19 s, 83 ms
     50,000, value + gradient    2.8 s, 314 ms        21 s, 178 ms
-    ==========================  ===================  ===================
+    ==========================  ===================  ====================
 
-    With one or two states the plain recursion is cheap per step already.
+    A fit evaluates the value and gradient some 30-100 times, so below ~100,000 steps the plain
+    recursion finishes first; call :func:`tsssm.kernels.kalman.log_likelihood` directly for many
+    value-only evaluations of a long series. With one or two states the plain recursion is cheap
+    per step already.
     """
     arrays, init = model.system(params, data.times, data.inputs)
-    min_steps = STEADY_STATE_MIN_STEPS_GRADIENT if gradient else STEADY_STATE_MIN_STEPS
-    steady = data.values.shape[0] >= min_steps and init.mean.shape[0] >= STEADY_STATE_MIN_STATES
+    steady = data.values.shape[0] >= STEADY_STATE_MIN_STEPS and init.mean.shape[0] >= STEADY_STATE_MIN_STATES
     return kalman.log_likelihood(arrays, init, data.values, data.mask, steady_state=steady)
 
 
@@ -316,7 +316,7 @@ def _observed_information(model, layout: ParamLayout, flat, data: SeriesData, lo
 
 @eqx.filter_jit
 def _log_likelihood_jit(model, params, data):
-    return log_likelihood(model, params, data, gradient=False)
+    return log_likelihood(model, params, data)
 
 
 @eqx.filter_jit
