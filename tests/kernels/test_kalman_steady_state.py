@@ -49,18 +49,20 @@ def test_steady_state_switch_equals_full_recursion(name, gaps):
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask, chunk=37), full, rtol=1e-9)
 
 
-def test_steady_state_gradient_equals_full_recursion():
+@pytest.mark.parametrize("group, scaled, gap", [(None, "sigma2_level", (400, 420)), (2, "sigma2_seasonal", (900, 920))])
+def test_steady_state_gradient_equals_full_recursion(monkeypatch, group, scaled, gap):
+    """Group 2: a test-sized series takes the grouped block form (see the next tests)."""
+    if group is not None:
+        monkeypatch.setattr(kalman, "STEADY_GROUP", group)
     model, params = CASES["trend+seasonal12"]
-    y, mask = _series(1500, 1, ((400, 420),))
+    y, mask = _series(1500, 1, (gap,))
 
     def loglik(scale, steady):
-        p = {k: jnp.asarray(v) * (scale if k == "sigma2_level" else 1.0) for k, v in params.items()}
+        p = {k: jnp.asarray(v) * (scale if k == scaled else 1.0) for k, v in params.items()}
         arrays, init = model.system(p, jnp.arange(1500.0), None)
         return kalman.log_likelihood(arrays, init, y, mask, steady_state=steady)
 
-    g_fast = jax.grad(loglik)(1.0, True)
-    g_full = jax.grad(loglik)(1.0, False)
-    np.testing.assert_allclose(g_fast, g_full, rtol=1e-7)
+    np.testing.assert_allclose(jax.grad(loglik)(1.0, True), jax.grad(loglik)(1.0, False), rtol=1e-7)
 
 
 def test_time_varying_offsets_keep_the_switch_exact():
@@ -147,16 +149,3 @@ def test_groups_of_steady_chunks_equal_the_full_recursion(monkeypatch, group):
     arrays = arrays._replace(observation_offset=jnp.asarray(np.random.default_rng(9).normal(size=(1000, 3))))
     full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask), full, rtol=1e-10)
-
-
-def test_gradient_through_groups_equals_full_recursion(monkeypatch):
-    monkeypatch.setattr(kalman, "STEADY_GROUP", 2)
-    model, params = CASES["trend+seasonal12"]
-    y, mask = _series(1500, 1, ((900, 920),))
-
-    def loglik(scale, steady):
-        p = {k: jnp.asarray(v) * (scale if k == "sigma2_seasonal" else 1.0) for k, v in params.items()}
-        arrays, init = model.system(p, jnp.arange(1500.0), None)
-        return kalman.log_likelihood(arrays, init, y, mask, steady_state=steady)
-
-    np.testing.assert_allclose(jax.grad(loglik)(1.0, True), jax.grad(loglik)(1.0, False), rtol=1e-7)
