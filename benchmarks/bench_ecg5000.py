@@ -215,7 +215,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dmm-seconds", type=float, default=300.0, help="training budget of the deep Markov model")
     parser.add_argument("--deep-seconds", type=float, default=300.0, help="training budget of Chimera and the latent ODE")
-    parser.add_argument("--only", default=None, help="run only the methods whose name contains this string")
+    parser.add_argument("--only", default=None,
+                        help="run only the methods whose name contains this string (or one of several, comma-separated)")
     parser.add_argument("--no-select", action="store_true",
                         help="no validation: first candidate, mean per-step score, fitted on the 292 normal beats")
     parser.add_argument("--no-refit", action="store_true",
@@ -237,7 +238,7 @@ def main(argv=None):
               f"({int(val_labels.sum())} abnormal); the selected choice {'is not refitted' if args.no_refit else 'is refitted on all normal beats'}\n")
     rows = []
     for name, method in methods(args.dmm_seconds, args.deep_seconds).items():
-        if args.only and args.only not in name:
+        if args.only and not any(part.strip() in name for part in args.only.split(",")):
             continue
         print(f"  {name}", flush=True)
         setting = next(iter(method.candidates))
