@@ -52,6 +52,7 @@ absolute difference); chance is about 10%.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -166,13 +167,15 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
         "classical: PhaseFactor K=2 (pooled)": Method.single(estimator_method(lambda: tsssm.PhaseFactor(2))),
         "classical: template regression + AR(1) (pooled)": Method.single(template_regression_method),
         f"deep Markov model ({dmm_seconds:.0f} s budget)": Method({
-            "z 8, widths 64, 32 particles": dmm(),
+            "z 8, widths 64, Gaussian, 32 particles": dmm(),
+            "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({deep_seconds:.0f} s budget)": Method({
             "8 channels, 4 states, 1 layer": chimera(),
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
-            "z 8, widths 32, 16 samples": latent_ode(),
+            "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
+            "z 8, widths 32, Student-t, 16 samples": latent_ode(likelihood="student_t"),
         }),
     }
 
@@ -270,6 +273,7 @@ def main(argv=None):
     print("\n| method | choice | validation AUROC | AUROC | AUPRC | best F1 | fit s | beats/s | localisation |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
+    print(f"\nLoad average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
