@@ -266,7 +266,7 @@ def main(argv=None):
         local = "n/a" if per_step is None else f"{anomaly.peak_in_window(per_step[abnormal], windows):.3f}"
         choice = "; ".join(c for c in (setting, aggregation) if c)
         rows.append(
-            f"| {name} | {choice} | {val_auroc:.4f} | {report['auroc']:.4f} | {report['auprc']:.4f} "
+            f"| {name} | {choice} | {'n/a' if np.isnan(val_auroc) else f'{val_auroc:.4f}'} | {report['auroc']:.4f} | {report['auprc']:.4f} "
             f"| {report['best_f1']:.4f} | {fit_seconds:.1f} | {throughput:,.0f} | {local} |"
         )
         print(rows[-1], flush=True)
