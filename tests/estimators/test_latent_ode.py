@@ -256,6 +256,7 @@ def test_scores_predictions_and_persistence(ode_fit, tmp_path):
     assert model.sample(20, times=[10.5, 11.5], random_state=1).shape == (20, 32, 2, 1)
 
 
+@pytest.mark.slow  # ~50 s on a loaded core (a second training compile); the wiring is checked fast below
 def test_student_t_emission_bounds_the_cost_of_an_outlier(ode_fit, tmp_path):
     """likelihood="student_t" reaches the network, learns its degrees of freedom, survives saving, and
     makes the score of a corrupted reading grow like log|error| instead of error^2. Measured (learned
@@ -306,6 +307,12 @@ def test_bad_arguments_and_inputs():
         tsssm.LatentSDE(dt=0.0).fit(y)
     with pytest.raises(DataError, match="exogenous"):
         tsssm.LatentODE().fit(y, X=np.ones((30, 1)))
+    with pytest.raises(DataError, match="likelihood"):
+        tsssm.LatentSDE(likelihood="bernoulli").fit(y)
+    for kind in (tsssm.LatentODE, tsssm.LatentSDE):  # the emission the estimator builds (no training)
+        model = kind(likelihood="student_t", z_dim=2)
+        model.max_delta_ = 1.0
+        assert model._template(1, jax.random.key(0)).emission.likelihood == "student_t"
     with pytest.raises(tsssm.NotFittedError):
         tsssm.LatentSDE().forecast(3)
     with pytest.raises(DataError):
