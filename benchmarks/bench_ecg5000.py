@@ -55,8 +55,8 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -145,18 +145,18 @@ def aggregations_of(scored) -> tuple[str, ...]:
 
 def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
     def latent_ode(**kw):
-        settings = dict(z_dim=8, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=32, max_epochs=5000,
-                        patience=20, max_seconds=deep_seconds, num_particles=16, random_state=0)
+        settings = {"z_dim": 8, "hidden_dim": 32, "dynamics_dim": 32, "emission_dim": 32, "batch_size": 32,
+                    "max_epochs": 5000, "patience": 20, "max_seconds": deep_seconds, "num_particles": 16, "random_state": 0}
         return estimator_method(lambda: tsssm.LatentODE(**(settings | kw)))
 
     def dmm(**kw):
-        settings = dict(z_dim=8, transition_dim=64, emission_dim=64, rnn_dim=64, max_seconds=dmm_seconds,
-                        max_epochs=5000, patience=100, num_particles=32, random_state=0)
+        settings = {"z_dim": 8, "transition_dim": 64, "emission_dim": 64, "rnn_dim": 64, "max_seconds": dmm_seconds,
+                    "max_epochs": 5000, "patience": 100, "num_particles": 32, "random_state": 0}
         return estimator_method(lambda: tsssm.DeepMarkovModel(**(settings | kw)))
 
     def chimera(**kw):
-        settings = dict(channels=8, state_dim=4, num_layers=1, batch_size=32, max_epochs=5000, patience=20,
-                        max_seconds=deep_seconds, random_state=0)
+        settings = {"channels": 8, "state_dim": 4, "num_layers": 1, "batch_size": 32, "max_epochs": 5000,
+                    "patience": 20, "max_seconds": deep_seconds, "random_state": 0}
         return estimator_method(lambda: tsssm.Chimera(**(settings | kw)))
 
     return {
