@@ -2,17 +2,31 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_ecg5000.py                      # every method
-    python benchmarks/bench_ecg5000.py --dmm-seconds 300    # the deep Markov model's training budget
+    python benchmarks/bench_ecg5000.py                         # every method
+    python benchmarks/bench_ecg5000.py --only "latent ODE"     # methods whose name contains a string
     python benchmarks/bench_ecg5000.py --only Chimera --deep-seconds 240
-    python benchmarks/bench_ecg5000.py --only PhaseFactor   # methods whose name contains a string
+    python benchmarks/bench_ecg5000.py --no-select             # the older protocol: choices fixed in advance
 
 Protocol (the usual one): fit on the 292 normal beats of the UCR training split, score all 4,500
 test beats (2,627 normal, 1,873 abnormal), report AUROC, AUPRC and the best point-wise F1
 (no point adjustment) with :mod:`tsssm.anomaly`.
 
-Methods (``METHODS``: name -> ``fit(normal_beats) -> score(beats)``, where ``score`` returns one
-score per beat and, for the state-space models, per-step scores ``(beats, 140)``):
+**Choices are made on a validation set, never on the test set** (default). The training split
+has 500 beats: 292 normal, 208 abnormal. A fixed 20% of the normal training beats (58, seed 0)
+is held out; every candidate setting of a method (``Method.candidates``: hyperparameters,
+training budget) is fitted on the other 234 normal beats and scored on the validation set = the
+58 held-out normal beats + the 208 abnormal training beats. For the state-space models, which
+score every sample, the beat score's aggregation of the per-step scores is chosen there too,
+among ``AGGREGATIONS``: the mean, the maximum, or the mean of the top 5 / 10 / 20% of a beat's
+per-step scores. The (setting, aggregation) pair with the highest validation AUROC (the first
+listed on ties) is then refitted on all 292 normal beats (``--no-refit`` keeps the fit on 234)
+and only that pair is scored on the test set. ``--no-select`` instead fits the first candidate on
+the 292 normal beats and uses the mean per-step score (the choice fixed in advance before this
+protocol existed).
+
+Methods (``methods()``: name -> candidate settings, each ``fit(normal_beats) -> score(beats)``,
+where ``score`` returns ``(beat_scores, per_step)``: one score per beat for the baselines,
+per-step scores ``(beats, 140)`` for the state-space models):
 
 - baselines, each scoring a whole beat: Euclidean distance to the k-th nearest normal training
   beat (k = 1, 5); squared error of the reconstruction from the principal components of the
@@ -20,27 +34,29 @@ score per beat and, for the state-space models, per-step scores ``(beats, 140)``
 - the classical family, one parameter set shared by all training beats (a pooled fit):
   ``tsssm.PhaseFactor`` (template + K = 2 factor loadings over the beat phase + white noise) and
   ``tsssm.UnobservedComponents`` with the mean normal beat as a known regressor plus AR(1) noise;
-- ``tsssm.DeepMarkovModel`` (one network for all beats: z 8, hidden widths 64, trained with
-  Adam for ``--dmm-seconds`` of wall clock, early stopping on 20% of the normal training beats
-  held out, 32 particles for the scores); its beat score is the maximum per-step score;
-- ``tsssm.Chimera`` (8 channels, 4 states, 1 layer) and ``tsssm.LatentODE`` (z 8, widths 32, 16
-  importance samples for the scores), each trained for ``--deep-seconds`` of wall clock with early
-  stopping on 20% of the normal training beats; any estimator with ``fit``/``score_samples``
-  joins with one line: ``estimator_method(make)``.
+- ``tsssm.DeepMarkovModel`` (one network for all beats; trained with Adam for
+  ``--dmm-seconds`` of wall clock, early stopping on 20% of the normal training beats it is
+  given, particle-filter scores);
+- ``tsssm.Chimera`` and ``tsssm.LatentODE``, each trained for ``--deep-seconds`` of wall clock
+  with early stopping on 20% of the normal beats they are given; any estimator with
+  ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
 
-A state-space model's beat score is (unless said otherwise) the mean over the beat of the per-step score
-:math:`-\\log p(y_t \\mid y_{<t})`. Columns: fit seconds; throughput = test beats per second of
-a second (warm, compiled) scoring pass; localisation = share of the abnormal test beats whose
-highest per-step score lies in the 14-sample window (10% of the beat) where the beat departs
-most from the mean normal training beat (largest summed absolute difference); chance is about
-10%.
+A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})`. Columns: the selected
+setting and aggregation with their validation AUROC; test metrics; fit seconds (the final fit);
+throughput = test beats per second of a second (warm, compiled) scoring pass; localisation =
+share of the abnormal test beats whose highest per-step score lies in the 14-sample window (10%
+of the beat) where the beat departs most from the mean normal training beat (largest summed
+absolute difference); chance is about 10%.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -51,6 +67,29 @@ import tsssm
 from tsssm import anomaly
 
 LOCALISATION_WINDOW = 14
+VALIDATION_FRACTION = 0.2  # of the normal training beats, held out for the choices
+VALIDATION_SEED = 0
+
+#: Beat score from per-step scores: name -> keyword arguments of ``anomaly.series_scores``.
+AGGREGATIONS = {
+    "mean": {"how": "mean"},
+    "max": {"how": "max"},
+    "top 5%": {"how": "top", "top_fraction": 0.05},
+    "top 10%": {"how": "top", "top_fraction": 0.10},
+    "top 20%": {"how": "top", "top_fraction": 0.20},
+}
+WHOLE_BEAT = "whole beat"
+
+
+@dataclass
+class Method:
+    """A method: its candidate settings (label -> ``fit(normal) -> score``), the first being the default."""
+
+    candidates: dict[str, Callable]
+
+    @classmethod
+    def single(cls, fit):
+        return cls({"": fit})
 
 
 def knn_method(k: int):
@@ -74,17 +113,12 @@ def isolation_forest_method(train):
     return lambda test: (-forest.score_samples(test), None)  # higher = more anomalous
 
 
-def estimator_method(make, how: str = "mean"):
-    """Any tsssm estimator: fit on the normal beats as a panel, score each beat by its per-step scores."""
+def estimator_method(make):
+    """Any tsssm estimator: fit on the normal beats as a panel; its per-step scores of each beat."""
 
     def fit(train):
         model = make().fit(train[:, :, None])
-
-        def score(test):
-            per_step = anomaly.panel_scores(model, test)
-            return anomaly.series_scores(per_step, how=how), per_step
-
-        return score
+        return lambda test: (None, anomaly.panel_scores(model, test))
 
     return fit
 
@@ -97,43 +131,79 @@ def template_regression_method(train):
         return np.repeat(template[None, :, None], beats.shape[0], axis=0)
 
     model = tsssm.UnobservedComponents("irregular", autoregressive=1, pooled=True).fit(train[:, :, None], inputs(train))
-
-    def score(test):
-        per_step = anomaly.panel_scores(model, test, inputs(test))
-        return anomaly.series_scores(per_step), per_step
-
-    return score
+    return lambda test: (None, anomaly.panel_scores(model, test, inputs(test)))
 
 
-def methods(dmm_seconds: float, deep_seconds: float) -> dict:
+def beat_scores(scored, aggregation: str) -> np.ndarray:
+    whole, per_step = scored
+    return whole if per_step is None else anomaly.series_scores(per_step, **AGGREGATIONS[aggregation])
+
+
+def aggregations_of(scored) -> tuple[str, ...]:
+    return (WHOLE_BEAT,) if scored[1] is None else tuple(AGGREGATIONS)
+
+
+def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
+    def latent_ode(**kw):
+        settings = {"z_dim": 8, "hidden_dim": 32, "dynamics_dim": 32, "emission_dim": 32, "batch_size": 32,
+                    "max_epochs": 5000, "patience": 20, "max_seconds": deep_seconds, "num_particles": 16, "random_state": 0}
+        return estimator_method(lambda: tsssm.LatentODE(**(settings | kw)))
+
+    def dmm(**kw):
+        settings = {"z_dim": 8, "transition_dim": 64, "emission_dim": 64, "rnn_dim": 64, "max_seconds": dmm_seconds,
+                    "max_epochs": 5000, "patience": 100, "num_particles": 32, "random_state": 0}
+        return estimator_method(lambda: tsssm.DeepMarkovModel(**(settings | kw)))
+
+    def chimera(**kw):
+        settings = {"channels": 8, "state_dim": 4, "num_layers": 1, "batch_size": 32, "max_epochs": 5000,
+                    "patience": 20, "max_seconds": deep_seconds, "random_state": 0}
+        return estimator_method(lambda: tsssm.Chimera(**(settings | kw)))
+
     return {
-        "nearest neighbour (k=1)": knn_method(1),
-        "nearest neighbour (k=5)": knn_method(5),
-        "PCA reconstruction (95% variance)": pca_method(),
-        "isolation forest": isolation_forest_method,
-        "classical: PhaseFactor K=2 (pooled)": estimator_method(lambda: tsssm.PhaseFactor(2)),
-        "classical: template regression + AR(1) (pooled)": template_regression_method,
-        f"deep Markov model ({dmm_seconds:.0f} s training, beat score = max)": estimator_method(
-            lambda: tsssm.DeepMarkovModel(
-                z_dim=8, transition_dim=64, emission_dim=64, rnn_dim=64, max_seconds=dmm_seconds, max_epochs=5000,
-                patience=100, num_particles=32, random_state=0,
-            ),
-            how="max",
-        ),
-        # small networks for the CPU (docs/chimera.md); beat score = mean per-step score, fixed in advance
-        f"Chimera ({deep_seconds:.0f} s training)": estimator_method(
-            lambda: tsssm.Chimera(
-                channels=8, state_dim=4, num_layers=1, batch_size=32, max_epochs=5000, patience=20,
-                max_seconds=deep_seconds, random_state=0,
-            )
-        ),
-        f"latent ODE ({deep_seconds:.0f} s training)": estimator_method(
-            lambda: tsssm.LatentODE(
-                z_dim=8, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=32, max_epochs=5000, patience=20,
-                max_seconds=deep_seconds, num_particles=16, random_state=0,
-            )
-        ),
+        "nearest neighbour (k=1)": Method.single(knn_method(1)),
+        "nearest neighbour (k=5)": Method.single(knn_method(5)),
+        "PCA reconstruction (95% variance)": Method.single(pca_method()),
+        "isolation forest": Method.single(isolation_forest_method),
+        "classical: PhaseFactor K=2 (pooled)": Method.single(estimator_method(lambda: tsssm.PhaseFactor(2))),
+        "classical: template regression + AR(1) (pooled)": Method.single(template_regression_method),
+        f"deep Markov model ({dmm_seconds:.0f} s budget)": Method({
+            "z 8, widths 64, Gaussian, 32 particles": dmm(),
+            "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
+        }),
+        f"Chimera ({deep_seconds:.0f} s budget)": Method({
+            "8 channels, 4 states, 1 layer": chimera(),
+        }),
+        f"latent ODE ({deep_seconds:.0f} s budget)": Method({
+            "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
+            "z 8, widths 32, Student-t, 16 samples": latent_ode(likelihood="student_t"),
+        }),
     }
+
+
+def validation_split(train_beats, train_labels, fraction=VALIDATION_FRACTION, seed=VALIDATION_SEED):
+    """Normal beats to fit on; validation beats (held-out normal + all abnormal training beats) and labels."""
+    normal = np.flatnonzero(train_labels == 0)
+    held = np.sort(np.random.default_rng(seed).permutation(normal)[: round(fraction * len(normal))])
+    validation = np.concatenate([held, np.flatnonzero(train_labels == 1)])
+    return train_beats[np.setdiff1d(normal, held)], train_beats[validation], train_labels[validation]
+
+
+def select(method: Method, fit_beats, val_beats, val_labels, log=print):
+    """Fit every candidate on ``fit_beats``; the (setting, aggregation) of highest validation AUROC, its
+    AUROC and the fitted scorer."""
+    best = None
+    for label, fit in method.candidates.items():
+        start = time.perf_counter()
+        score = fit(fit_beats)
+        fit_seconds = time.perf_counter() - start
+        scored = score(val_beats)
+        aurocs = {agg: anomaly.auroc(val_labels, beat_scores(scored, agg)) for agg in aggregations_of(scored)}
+        log(f"    validation AUROC, {label or 'default'} (fit {fit_seconds:.0f} s): "
+            + ", ".join(f"{agg} {value:.4f}" for agg, value in aurocs.items()))
+        for agg, value in aurocs.items():
+            if best is None or value > best[2]:
+                best = (label, agg, value, score)
+    return best
 
 
 def departure_windows(beats: np.ndarray, template: np.ndarray, width: int = LOCALISATION_WINDOW) -> np.ndarray:
@@ -148,35 +218,62 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dmm-seconds", type=float, default=300.0, help="training budget of the deep Markov model")
     parser.add_argument("--deep-seconds", type=float, default=300.0, help="training budget of Chimera and the latent ODE")
-    parser.add_argument("--only", default=None, help="run only the methods whose name contains this string")
+    parser.add_argument("--only", default=None,
+                        help="run only the methods whose name contains this string (or one of several, comma-separated)")
+    parser.add_argument("--no-select", action="store_true",
+                        help="no validation: first candidate, mean per-step score, fitted on the 292 normal beats")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="test the selected setting as fitted on the 234 non-validation normal beats")
     args = parser.parse_args(argv)
 
     data = tsssm.datasets.load_ecg5000()
     normal_train = data.train.beats[data.train.labels == 0]
+    fit_beats, val_beats, val_labels = validation_split(data.train.beats, data.train.labels)
     test, labels = data.test.beats, data.test.labels
     abnormal = labels == 1
     windows = departure_windows(test[abnormal], normal_train.mean(axis=0))
     print(f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
-    print(f"ECG5000: {len(normal_train)} normal training beats; {len(test)} test beats, {labels.sum()} abnormal\n")
-    print("| method | AUROC | AUPRC | best F1 | fit s | beats/s | localisation |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, fit in methods(args.dmm_seconds, args.deep_seconds).items():
-        if args.only and args.only not in name:
+    print(f"ECG5000: {len(normal_train)} normal training beats; {len(test)} test beats, {labels.sum()} abnormal")
+    if args.no_select:
+        print("Choices fixed in advance (--no-select): first setting, mean per-step score, fit on all normal beats\n")
+    else:
+        print(f"Choices on validation: fit on {len(fit_beats)} normal beats, validation = {len(val_beats)} training beats "
+              f"({int(val_labels.sum())} abnormal); the selected choice {'is not refitted' if args.no_refit else 'is refitted on all normal beats'}\n")
+    rows = []
+    for name, method in methods(args.dmm_seconds, args.deep_seconds).items():
+        if args.only and not any(part.strip() in name for part in args.only.split(",")):
             continue
+        print(f"  {name}", flush=True)
+        setting = next(iter(method.candidates))
         start = time.perf_counter()
-        score = fit(normal_train)
+        if args.no_select:
+            score, val_auroc = method.candidates[setting](normal_train), float("nan")
+            aggregation = None
+        else:
+            setting, aggregation, val_auroc, score = select(method, fit_beats, val_beats, val_labels)
+            if not args.no_refit:
+                start = time.perf_counter()
+                score = method.candidates[setting](normal_train)
         fit_seconds = time.perf_counter() - start
-        beat_scores, per_step = score(test)  # first pass compiles
+        scored = score(test)  # the first pass compiles
         start = time.perf_counter()
         score(test)
         throughput = len(test) / (time.perf_counter() - start)
-        report = anomaly.detection_report(labels, beat_scores)
+        if aggregation is None:
+            aggregation = aggregations_of(scored)[0]
+        report = anomaly.detection_report(labels, beat_scores(scored, aggregation))
+        per_step = scored[1]
         local = "n/a" if per_step is None else f"{anomaly.peak_in_window(per_step[abnormal], windows):.3f}"
-        print(
-            f"| {name} | {report['auroc']:.4f} | {report['auprc']:.4f} | {report['best_f1']:.4f} | {fit_seconds:.1f} "
-            f"| {throughput:,.0f} | {local} |",
-            flush=True,
+        choice = "; ".join(c for c in (setting, aggregation) if c)
+        rows.append(
+            f"| {name} | {choice} | {'n/a' if np.isnan(val_auroc) else f'{val_auroc:.4f}'} | {report['auroc']:.4f} | {report['auprc']:.4f} "
+            f"| {report['best_f1']:.4f} | {fit_seconds:.1f} | {throughput:,.0f} | {local} |"
         )
+        print(rows[-1], flush=True)
+    print("\n| method | choice | validation AUROC | AUROC | AUPRC | best F1 | fit s | beats/s | localisation |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print(f"\nLoad average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

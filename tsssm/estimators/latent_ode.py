@@ -28,6 +28,10 @@ from tsssm.models.latent_ode import (
 )
 
 _SHARED_DOC = r"""
+    likelihood : {"gaussian", "student_t"}
+        Emission distribution per column: Gaussian with a learned scale, or Student-t with a
+        learned scale and degrees of freedom (> 2; heavier tails, so a few badly fitted training
+        values weigh less).
     z_dim : int
         Latent dimension Z.
     hidden_dim : int
@@ -91,6 +95,10 @@ _SHARED_DOC = r"""
 """
 
 
+#: Emission distributions of the latent ODE and SDE (standardised real-valued data).
+LIKELIHOODS = ("gaussian", "student_t")
+
+
 class _LatentDynamics(VariationalForecaster):
     """Everything the latent ODE and SDE estimators share (data, training, scores, forecasts)."""
 
@@ -105,6 +113,8 @@ class _LatentDynamics(VariationalForecaster):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise DataError(f"{name} must be a positive int, got {value!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise DataError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
 
     @property
     def max_gap_(self) -> float:
@@ -237,6 +247,7 @@ class LatentODE(_LatentDynamics):
     def __init__(
         self,
         *,
+        likelihood="gaussian",
         z_dim=4,
         hidden_dim=32,
         dynamics_dim=32,
@@ -280,7 +291,7 @@ class LatentODE(_LatentDynamics):
         return LatentODENetwork(
             obs_dim, self.z_dim, self.hidden_dim, self.dynamics_dim, self.emission_dim, self.encoder_steps,
             solver=self.solver, rtol=self.rtol, atol=self.atol, dt=self.dt, max_steps=self.max_steps,
-            adjoint=self.adjoint, key=key,
+            adjoint=self.adjoint, likelihood=self.likelihood, key=key,
         )
 
     def _substeps(self, max_gap: float) -> int:
@@ -327,6 +338,7 @@ class LatentSDE(_LatentDynamics):
     def __init__(
         self,
         *,
+        likelihood="gaussian",
         z_dim=4,
         hidden_dim=32,
         dynamics_dim=32,
@@ -364,7 +376,7 @@ class LatentSDE(_LatentDynamics):
     def _template(self, obs_dim: int, key) -> LatentSDENetwork:
         return LatentSDENetwork(
             obs_dim, self.z_dim, self.hidden_dim, self.dynamics_dim, self.emission_dim, self.encoder_steps,
-            self.substeps_, key=key,
+            self.substeps_, likelihood=self.likelihood, key=key,
         )
 
     def _solver_hint(self) -> str:

@@ -20,7 +20,8 @@ faster than a diffrax solve, see PITFALLS), and at each observation a GRU cell r
 **Latent ODE decoder.** :math:`\dot z = f_\theta(z)` (an autonomous MLP with tanh activations),
 integrated by diffrax from :math:`t_1` to every query time, and
 :math:`y_k \mid z(t_k) \sim \mathcal N(\eta(z(t_k)), \operatorname{diag}s^2)` with an MLP
-:math:`\eta` and a learned scale per column (:class:`tsssm.models.deep_markov.Emission`).
+:math:`\eta` and a learned scale per column (:class:`tsssm.models.deep_markov.Emission`; a
+Student-t with learned degrees of freedom instead of the Gaussian with ``likelihood="student_t"``).
 
 **Latent SDE.** Prior :math:`dz = f_\theta(z)\,dt + g\,dW` and posterior
 :math:`dz = f_\psi(z, h_k)\,dt + g\,dW` on :math:`(t_{k-1}, t_k]` (the posterior drift sees the
@@ -135,6 +136,8 @@ class LatentODENetwork(eqx.Module):
     adjoint : {"recursive", "backsolve"}
         How gradients flow through the solve: diffrax's checkpointed backpropagation through the
         solver (exact gradients of the discretised solve) or the continuous adjoint.
+    likelihood : {"gaussian", "student_t"}
+        Emission distribution per column (:class:`tsssm.models.deep_markov.Emission`).
     key : jax.random key
     """
 
@@ -149,11 +152,12 @@ class LatentODENetwork(eqx.Module):
     adjoint: str = eqx.field(static=True)
 
     def __init__(self, obs_dim, z_dim, hidden_dim, dynamics_dim, emission_dim, encoder_steps, *,
-                 solver="tsit5", rtol=1e-3, atol=1e-4, dt=None, max_steps=1024, adjoint="recursive", key):
+                 solver="tsit5", rtol=1e-3, atol=1e-4, dt=None, max_steps=1024, adjoint="recursive",
+                 likelihood="gaussian", key):
         k = jax.random.split(key, 3)
         self.posterior = _posterior(obs_dim, z_dim, hidden_dim, encoder_steps, k[0])
         self.dynamics = _dynamics(z_dim, z_dim, dynamics_dim, k[1])
-        self.emission = Emission(z_dim, emission_dim, obs_dim, "gaussian", key=k[2])
+        self.emission = Emission(z_dim, emission_dim, obs_dim, likelihood, key=k[2])
         self.solver, self.rtol, self.atol, self.dt = solver, float(rtol), float(atol), dt
         self.max_steps, self.adjoint = int(max_steps), adjoint
 
@@ -190,8 +194,8 @@ def solve_ode(vector_field, args, z0, ts, solver, rtol, atol, dt, max_steps, adj
 class LatentSDENetwork(eqx.Module):
     """Encoder, prior and posterior drifts, diffusion and emission of a latent SDE.
 
-    Parameters are those of :class:`LatentODENetwork` without the solver settings; the SDE is
-    simulated by :func:`euler_maruyama` with ``substeps`` equal steps per gap (static).
+    Parameters are those of :class:`LatentODENetwork` without the solver settings (``likelihood``
+    included); the SDE is simulated by :func:`euler_maruyama` with ``substeps`` equal steps per gap (static).
     """
 
     posterior: _Posterior
@@ -201,13 +205,14 @@ class LatentSDENetwork(eqx.Module):
     emission: Emission
     substeps: int = eqx.field(static=True)
 
-    def __init__(self, obs_dim, z_dim, hidden_dim, dynamics_dim, emission_dim, encoder_steps, substeps, *, key):
+    def __init__(self, obs_dim, z_dim, hidden_dim, dynamics_dim, emission_dim, encoder_steps, substeps, *,
+                 likelihood="gaussian", key):
         k = jax.random.split(key, 4)
         self.posterior = _posterior(obs_dim, z_dim, hidden_dim, encoder_steps, k[0])
         self.prior_drift = _dynamics(z_dim, z_dim, dynamics_dim, k[1])
         self.posterior_drift = _dynamics(z_dim + hidden_dim, z_dim, dynamics_dim, k[2])
         self.raw_diffusion = jnp.full((z_dim,), -1.0)  # g = softplus(-1) ~ 0.31
-        self.emission = Emission(z_dim, emission_dim, obs_dim, "gaussian", key=k[3])
+        self.emission = Emission(z_dim, emission_dim, obs_dim, likelihood, key=k[3])
         self.substeps = int(substeps)
 
     def diffusion(self):
