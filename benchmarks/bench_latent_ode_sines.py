@@ -1,4 +1,4 @@
-"""Latent ODE and SDE against neural, classical and naive baselines on irregularly sampled oscillations.
+r"""Latent ODE and SDE against neural, classical and naive baselines on irregularly sampled oscillations.
 
 Two systems (``--system``).
 
