@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.integrate
 import scipy.linalg
 import scipy.stats
 from sklearn.base import clone
@@ -339,3 +340,65 @@ def test_latent_sde_forecast_intervals_are_calibrated_and_widen_with_the_horizon
     # (first future time) to 1.39 (last), ratio 2.5; emission noise alone gives a ratio of ~1
     # (measured here: 0.67 -> 1.21, ratio 1.8)
     assert width80[-1] > 1.4 * width80[0], width80
+
+
+
+def lotka_volterra_panel(num_series, seed, readings=25, end=15.0, noise=0.05):
+    """Prey of Lotka-Volterra predator-prey systems x' = x - xy, y' = xy - y (both populations
+    starting uniformly in [0.2, 0.6]: wide orbits whose prey spikes to ~3.8 and sits near 0.1 in
+    between, far from sinusoidal), read with noise (sd ``noise``) at ``readings`` uniform random
+    times in [0, ``end``]; a long frame (``unique_id``, ``ds``, ``prey``). Every series has the same
+    number of readings, so each classical model compiles its fit once."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(num_series):
+        t = np.sort(rng.uniform(0.0, end, readings))
+        path = scipy.integrate.solve_ivp(lambda _, s: [s[0] - s[0] * s[1], s[0] * s[1] - s[1]], (0.0, end),
+                                         rng.uniform(0.2, 0.6, 2), t_eval=t, rtol=1e-8, atol=1e-10)
+        frames.append(pd.DataFrame({"unique_id": f"lv{i:03d}", "ds": t, "prey": path.y[0] + noise * rng.normal(size=t.size)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_latent_ode_held_out_density_beats_the_classical_models_on_lotka_volterra():
+    """Held-out log predictive density per reading on irregularly read Lotka-Volterra prey (slow: 1.5-2.5
+    minutes on one core).
+
+    The latent ODE is trained on 64 series and scores 16 others; the classical continuous-time
+    models are fitted by maximum likelihood to each of those 16 series itself (tsssm fits irregular
+    series one at a time), so they even see the readings they are scored on. All densities are of
+    the same readings in the same units: every reading but each series' first two, where the
+    diffuse initialisations of the local level (one) and the cycle (two) give no density."""
+    data = lotka_volterra_panel(80, seed=0)
+    ids = data["unique_id"].unique()
+    train, test = data[data.unique_id.isin(ids[:64])], data[data.unique_id.isin(ids[64:])]
+    model = tsssm.LatentODE(z_dim=4, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=16, max_epochs=600,
+                            num_particles=256, validation_fraction=0.0, random_state=0).fit(train)
+    neural = model.score_samples(test)["score"].to_numpy()
+    classical = {
+        "local level": tsssm.LocalLevel,
+        "CAR(2)": lambda: tsssm.UnobservedComponents("irregular", autoregressive=2),
+        "damped stochastic cycle": lambda: tsssm.UnobservedComponents("irregular", cycle=True,
+                                                                      cycle_period_bounds=(2.0, 30.0)),
+    }
+    position = test.groupby("unique_id", sort=False).cumcount().to_numpy()
+    series = test.groupby("unique_id", sort=False)
+    for name, make in classical.items():
+        scores, fitted = [], []
+        for _, part in series:
+            try:
+                scores.append(make().fit(part.set_index("ds")["prey"]).score_samples().to_numpy())
+                fitted.append(np.ones(len(part), bool))
+            except NumericalError:  # an unbounded likelihood (a variance collapsing onto a few readings)
+                scores.append(np.zeros(len(part)))
+                fitted.append(np.zeros(len(part), bool))
+        scores, fitted = np.concatenate(scores), np.concatenate(fitted)
+        failed = series.ngroups - len(set(test["unique_id"][fitted]))
+        same = (position >= 2) & fitted  # the series this model could fit
+        assert failed <= 2 and np.all(np.isfinite(scores[same])), (name, failed)
+        lode, linear = -neural[same].mean(), -scores[same].mean()
+        # measured (368 readings of 16 series): latent ODE 0.82 nats per reading, CAR(2) 0.03, local
+        # level -0.39, cycle -0.32 (one fit failed); on the first 8 of them alone 0.64 vs 0.07. Per-series
+        # means of the latent ODE spread with sd ~0.4, so the standard error of a 16-series mean is
+        # ~0.1: the margin of 0.3 nats is ~3 of them, well inside the measured gap of ~0.8
+        assert lode > linear + 0.3, (name, lode, linear, failed)
