@@ -411,9 +411,9 @@ def run_oscillator(args):
     observed, future_y, future_signal = simulate_oscillator(args.series, seed=0)
     shape = future_y.shape
     groups = observed.groupby("unique_id", sort=False)["y"]
-    settings = dict(z_dim=4, hidden_dim=32, dynamics_dim=32, emission_dim=32, batch_size=args.batch_size,
-                    learning_rate=3e-3, max_epochs=100_000, max_seconds=args.seconds, validation_fraction=0.0,
-                    random_state=0)
+    settings = {"z_dim": 4, "hidden_dim": 32, "dynamics_dim": 32, "emission_dim": 32, "batch_size": args.batch_size,
+                "learning_rate": 3e-3, "max_epochs": 100_000, "max_seconds": args.seconds, "validation_fraction": 0.0,
+                "random_state": 0}
     rows = []  # name, mean, bounds, series / s, obs / s, compile s, total s, updates
     for name, model in (("latent SDE (tsssm.LatentSDE, dt 0.5)", tsssm.LatentSDE(dt=0.5, **settings)),
                         ("latent ODE (tsssm.LatentODE)", tsssm.LatentODE(**settings))):

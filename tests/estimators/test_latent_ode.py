@@ -26,7 +26,6 @@ from tsssm.models.latent_ode import (
     solve_ode,
 )
 
-
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_latent_ode_sines.py"
 
 
