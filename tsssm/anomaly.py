@@ -70,7 +70,7 @@ def series_scores(scores, *, how: str = "mean", top_fraction: float = 0.1):
     return _aggregate(array, how, top_fraction)
 
 
-def panel_scores(estimator, y, X=None) -> np.ndarray:
+def panel_scores(estimator, y, X=None, **options) -> np.ndarray:
     """Per-step scores ``(B, T)`` of a panel of short series (e.g. one heartbeat per series).
 
     Works with any fitted estimator whose ``score_samples(y)`` returns per-step scores, higher
@@ -87,6 +87,9 @@ def panel_scores(estimator, y, X=None) -> np.ndarray:
         layout of one multivariate series that the estimators read from a 2-D array).
     X : optional
         Exogenous inputs, passed on to ``score_samples``.
+    **options
+        Keyword options of the estimator's ``score_samples``, e.g. ``lead=10`` for
+        ``tsssm.DeepMarkovModel``.
 
     Returns
     -------
@@ -104,7 +107,7 @@ def panel_scores(estimator, y, X=None) -> np.ndarray:
             raise DataError(
                 f"y must be an array (series, time) or (series, time, columns), or a long frame; got shape {data.shape}"
             )
-    scores = estimator.score_samples(data) if X is None else estimator.score_samples(data, X)
+    scores = estimator.score_samples(data, **options) if X is None else estimator.score_samples(data, X, **options)
     if isinstance(scores, pd.Series):
         return scores.to_numpy(dtype=float)[None, :]
     if isinstance(scores, pd.DataFrame):

@@ -160,22 +160,50 @@ class DeepMarkovModel(VariationalForecaster):
         )
 
     # ------------------------------------------------------------------ filtering
-    def _filtered(self, y=None, X=None, num_particles=None):
+    def _filtered(self, y=None, X=None, num_particles=None, lead=1):
         panel, meta, batch, log_jac = self._prepare(y, X)
         K = int(num_particles or self.num_particles)
-        result = svi.batch_filter(self.network_, batch, jax.random.key(self._eval_seed(2)), K)
+        result = svi.batch_filter(self.network_, batch, jax.random.key(self._eval_seed(2)), K, lead)
         return jax.device_get(result), meta, panel, batch, log_jac
 
-    def score_samples(self, y=None, X=None):
-        r"""Per-step anomaly score :math:`-\log \hat p(y_k \mid y_{<k})` (higher = more anomalous).
+    def score_samples(self, y=None, X=None, *, lead=1):
+        r"""Per-step anomaly score :math:`-\log \hat p(y_k \mid y_{\le k-L})` (higher = more anomalous).
 
-        The particle-filter estimate (:func:`tsssm.inference.svi.particle_filter`) in the units of
-        the data (the standardisation's Jacobian is included); 0 at steps with nothing observed
-        (their contribution moves to the next observed step). A Series for one series, a long
-        frame (``unique_id``, ``ds``, ``score``) for a panel.
+        With ``lead`` L = 1 (default), the one-step score :math:`-\log \hat p(y_k \mid y_{<k})`:
+        the particle-filter estimate (:func:`tsssm.inference.svi.particle_filter`); steps with
+        nothing observed report 0 and their contribution moves to the next observed step, so the
+        scores of a series add up to minus its :meth:`score`. With L > 1, the filtered particles
+        after step k - L are propagated L steps through the learned transition without
+        reweighting, and the score is minus the log of their weighted mean emission density of
+        :math:`y_k`,
+
+        .. math::
+
+            -\log \sum_i w_{k-L}^{(i)}\, p(y_k \mid \tilde z_k^{(i)}),
+
+        (for k < L, the prior: :math:`-\log \hat p(y_k)`); 0 at steps with nothing observed. A
+        one-step predictor of a smooth signal sees little of a change of shape, because
+        :math:`y_{k-1}` already explains most of :math:`y_k`; a longer lead scores how well the
+        model's dynamics predict the series from further back. Scores are in the units of the data
+        (the standardisation's Jacobian is included). Scoring costs about L times the transitions
+        of the one-step filter.
+
+        Parameters
+        ----------
+        y, X : optional
+            Data of the fitted layout (default: the training data); ``X`` must be None.
+        lead : int
+            The lead L >= 1 of the predictive density.
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+            A Series for one series, a long frame (``unique_id``, ``ds``, ``score``) for a panel.
         """
-        res, meta, _, _, log_jac = self._filtered(y, X)
-        scores = log_jac - np.asarray(res.log_increments, float)  # log_jac is 0 where nothing is observed
+        if isinstance(lead, bool) or not isinstance(lead, (int, np.integer)) or lead < 1:
+            raise DataError(f"lead must be a positive integer (1 = one step ahead), got {lead!r}")
+        res, meta, _, _, log_jac = self._filtered(y, X, lead=int(lead))
+        scores = log_jac - np.asarray(res.log_predictive, float)  # log_jac is 0 where nothing is observed
         return self._per_step_frame(scores, meta)
 
     def score(self, y=None, X=None):

@@ -280,18 +280,20 @@ def fit(
 
 # ------------------------------------------------------------------------- particle filter
 class FilterResult(NamedTuple):
-    """Per series: ``log_increments (T,)`` (sum + ``pending`` = log p-hat(y)), one-step predictive
+    """Per series: ``log_increments (T,)`` (sum + ``pending`` = log p-hat(y)), the lead-``L``
+    predictive log densities ``log_predictive (T,)`` (:func:`particle_filter`), one-step predictive
     ``pred_mean, pred_var (T, D)``, final particles ``z (K, Z)`` and normalised log weights ``(K,)``."""
 
     log_increments: jax.Array
     pending: jax.Array
+    log_predictive: jax.Array
     pred_mean: jax.Array
     pred_var: jax.Array
     z: jax.Array
     log_weights: jax.Array
 
 
-def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_particles: int) -> FilterResult:
+def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_particles: int, lead: int = 1) -> FilterResult:
     r"""Sequential Monte Carlo over one series with the guide as proposal.
 
     Particles :math:`z_k^{(i)} \sim q(z_k \mid z_{k-1}^{(i)}, y_{k:T})` get incremental weights
@@ -304,7 +306,23 @@ def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_part
     importance-weighted bound), tight as K grows. The one-step predictive moments come from the
     weighted particles propagated through the transition (before :math:`y_k` is seen). The final
     particles and weights approximate the filtering distribution at the series' last step.
+
+    ``log_predictive`` holds the lead-L predictive log density of the observed entries,
+
+    .. math::
+
+        \log \hat p(y_k \mid y_{\le k-L}) = \log \sum_i w_{k-L}^{(i)}\, p(y_k \mid \tilde z_k^{(i)}),
+        \qquad \tilde z_{j}^{(i)} \sim p(z_j \mid \tilde z_{j-1}^{(i)}, \delta_j) \text{ for } j = k-L+1, \dots, k,
+
+    where :math:`\tilde z_{k-L}^{(i)}` and :math:`w_{k-L}^{(i)}` are the filtered particles and
+    normalised weights after step k - L (for k < L, the start :math:`z_0` with equal weights:
+    the marginal :math:`p(y_k)`), propagated L steps through the transition without reweighting.
+    With ``lead=1`` it is the per-step estimate above (``log_increments``). Steps without any
+    observation report 0. The filter carries L - 1 propagated particle clouds, so a step costs
+    L transitions per particle.
     """
+    if lead < 1:
+        raise ValueError(f"lead must be a positive integer, got {lead!r}")
     hs = net.guide_states(y, mask, delta, valid)
     K = num_particles
     steps = jnp.arange(y.shape[0])
@@ -314,12 +332,13 @@ def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_part
     log_prob = jax.vmap(net.emission.log_prob, in_axes=(0, None, None))
 
     def step(carry, inp):
-        z, logw, pending = carry
+        z, logw, pending, clouds, cloud_logw = carry
         y_t, m_t, d_t, ok, h_t, t = inp
         k1, k2, k3 = jax.random.split(jax.random.fold_in(key, t), 3)
         p_loc, p_scale = trans(z, d_t)
         w = jnp.exp(logw)[:, None]
-        mu, var = moments(p_loc + p_scale * jax.random.normal(k1, p_loc.shape))
+        z_prior = p_loc + p_scale * jax.random.normal(k1, p_loc.shape)
+        mu, var = moments(z_prior)
         pred_mean = jnp.sum(w * mu, axis=0)
         pred_var = jnp.maximum(jnp.sum(w * (var + mu**2), axis=0) - pred_mean**2, 0.0)
         q_loc, q_scale = comb(z, h_t)
@@ -332,24 +351,38 @@ def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_part
         idx = jax.random.categorical(k3, lw, shape=(K,))
         z_res = jnp.where(observed, z_new[idx], z_new)
         lw_res = jnp.where(observed, jnp.full((K,), -math.log(K)), lw)
-        z = jnp.where(ok, z_res, z)
-        logw = jnp.where(ok, lw_res, logw)
         inc = jnp.where(ok, inc, 0.0)
         score = jnp.where(observed, inc + pending, 0.0)
         pending = jnp.where(observed, 0.0, pending + inc)
-        return (z, logw, pending), (score, pred_mean, pred_var)
+        if lead == 1:
+            log_pred = score
+        else:
+            # clouds[j]: the filtered particles after step t-2-j, propagated to step t-1; one more
+            # transition each, then the oldest (lead L) scores y_t and the newest is this step's prior draw
+            c_loc, c_scale = jax.vmap(trans, in_axes=(0, None))(clouds, d_t)
+            moved = c_loc + c_scale * jax.random.normal(jax.random.fold_in(k1, 1), c_loc.shape)
+            lp = jax.nn.logsumexp(cloud_logw[-1] + log_prob(moved[-1], y_t, m_t))
+            log_pred = jnp.where(observed, lp, 0.0)
+            clouds = jnp.where(ok, jnp.concatenate([z_prior[None], moved[:-1]]), clouds)
+            cloud_logw = jnp.where(ok, jnp.concatenate([logw[None], cloud_logw[:-1]]), cloud_logw)
+        z = jnp.where(ok, z_res, z)
+        logw = jnp.where(ok, lw_res, logw)
+        return (z, logw, pending, clouds, cloud_logw), (score, log_pred, pred_mean, pred_var)
 
     z0 = jnp.broadcast_to(net.z0, (K, net.z0.shape[0]))
-    init = (z0, jnp.full((K,), -math.log(K), z0.dtype), jnp.zeros((), z0.dtype))
-    (z, logw, pending), (scores, pmean, pvar) = jax.lax.scan(step, init, (y, mask, delta, valid, hs, steps))
-    return FilterResult(scores, pending, pmean, pvar, z, logw)
+    logw0 = jnp.full((K,), -math.log(K), z0.dtype)
+    clouds = jnp.broadcast_to(z0, (lead - 1, *z0.shape))
+    cloud_logw = jnp.broadcast_to(logw0, (lead - 1, K))
+    init = (z0, logw0, jnp.zeros((), z0.dtype), clouds, cloud_logw)
+    (z, logw, pending, _, _), (scores, log_pred, pmean, pvar) = jax.lax.scan(step, init, (y, mask, delta, valid, hs, steps))
+    return FilterResult(scores, pending, log_pred, pmean, pvar, z, logw)
 
 
 @eqx.filter_jit
-def batch_filter(net, batch: SequenceBatch, key, num_particles: int) -> FilterResult:
+def batch_filter(net, batch: SequenceBatch, key, num_particles: int, lead: int = 1) -> FilterResult:
     """:func:`particle_filter` of every series (series b uses ``split(key, B)[b]``)."""
     keys = jax.random.split(key, batch.y.shape[0])
-    return jax.vmap(particle_filter, in_axes=(None, 0, 0, 0, 0, 0, None))(net, *batch, keys, num_particles)
+    return jax.vmap(particle_filter, in_axes=(None, 0, 0, 0, 0, 0, None, None))(net, *batch, keys, num_particles, lead)
 
 
 def rollout(net: DeepMarkovNetwork, z, log_weights, delta, key, num_draws: int):
