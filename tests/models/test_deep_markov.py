@@ -110,22 +110,26 @@ def test_padding_a_series_changes_nothing():
     np.testing.assert_allclose(np.asarray(fp.z), np.asarray(f.z), rtol=1e-5, atol=1e-5)
 
 
+def _zeroed(lin):
+    """A copy of the linear layer ``lin`` with zero weight and bias."""
+    return eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
+
+
 def _latent_free_network():
     """Network whose guide equals its prior and whose emission ignores z: log p(y) is known exactly."""
     net = _net()
     s = 0.7
-    zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
     tr = net.transition
     # gate = 1: the transition mean is the proposal, which is 0
-    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, zero(tr.gate_out), jnp.full((Z,), 60.0)))
-    tr = eqx.tree_at(lambda m: m.proposal_out, tr, zero(tr.proposal_out))
+    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, _zeroed(tr.gate_out), jnp.full((Z,), 60.0)))
+    tr = eqx.tree_at(lambda m: m.proposal_out, tr, _zeroed(tr.proposal_out))
     bias = float(np.log(np.expm1(s - 1e-3)))
-    tr = eqx.tree_at(lambda m: m.scale, tr, eqx.tree_at(lambda m: m.bias, zero(tr.scale), jnp.full((Z,), bias)))
+    tr = eqx.tree_at(lambda m: m.scale, tr, eqx.tree_at(lambda m: m.bias, _zeroed(tr.scale), jnp.full((Z,), bias)))
     cb = net.combiner
-    cb = eqx.tree_at(lambda m: m.hidden_to_loc, cb, zero(cb.hidden_to_loc))
-    cb = eqx.tree_at(lambda m: m.hidden_to_scale, cb, eqx.tree_at(lambda m: m.bias, zero(cb.hidden_to_scale), jnp.full((Z,), bias)))
+    cb = eqx.tree_at(lambda m: m.hidden_to_loc, cb, _zeroed(cb.hidden_to_loc))
+    cb = eqx.tree_at(lambda m: m.hidden_to_scale, cb, eqx.tree_at(lambda m: m.bias, _zeroed(cb.hidden_to_scale), jnp.full((Z,), bias)))
     em = net.emission
-    em = eqx.tree_at(lambda m: m.out, em, eqx.tree_at(lambda m: m.bias, zero(em.out), jnp.array([0.5, -1.0, 2.0])))
+    em = eqx.tree_at(lambda m: m.out, em, eqx.tree_at(lambda m: m.bias, _zeroed(em.out), jnp.array([0.5, -1.0, 2.0])))
     return eqx.tree_at(lambda n: (n.transition, n.combiner, n.emission), net, (tr, cb, em))
 
 
@@ -149,47 +153,44 @@ def _linear_gaussian_network(A, b, q, C, d, r, z0):
     (zero GRU: h = 0) and proposes about N(z_{k-1}, 0.4^2) (the combiner's tanh of 0.01 z is
     linear to 1e-4 relative): close to the prior, so the importance weights stay even."""
     net = _net(seed=5)
-    zero = lambda lin: eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.zeros_like(lin.weight), jnp.zeros_like(lin.bias)))
-    f32 = lambda x: jnp.asarray(x, jnp.float32)
     tr = net.transition
-    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, zero(tr.gate_out), jnp.full((Z,), -60.0)))
-    tr = eqx.tree_at(lambda m: (m.linear.weight, m.linear.bias), tr, (f32(A), f32(b)))
-    tr = eqx.tree_at(lambda m: m.scale, tr, eqx.tree_at(lambda m: m.bias, zero(tr.scale), jnp.full((Z,), np.log(np.expm1(q - 1e-3)))))
+    tr = eqx.tree_at(lambda m: m.gate_out, tr, eqx.tree_at(lambda m: m.bias, _zeroed(tr.gate_out), jnp.full((Z,), -60.0)))
+    tr = eqx.tree_at(lambda m: (m.linear.weight, m.linear.bias), tr, (jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)))
+    tr = eqx.tree_at(lambda m: m.scale, tr, eqx.tree_at(lambda m: m.bias, _zeroed(tr.scale), jnp.full((Z,), np.log(np.expm1(q - 1e-3)))))
     em = net.emission
     H = np.zeros((8, Z))
     H[:Z], H[Z : 2 * Z] = np.eye(Z), -np.eye(Z)  # hidden1: (relu(z), relu(-z)); hidden2 passes them on
-    em = eqx.tree_at(lambda m: (m.hidden1.weight, m.hidden1.bias), em, (f32(H), jnp.zeros(8)))
+    em = eqx.tree_at(lambda m: (m.hidden1.weight, m.hidden1.bias), em, (jnp.asarray(H, jnp.float32), jnp.zeros(8)))
     em = eqx.tree_at(lambda m: (m.hidden2.weight, m.hidden2.bias), em, (jnp.eye(8), jnp.zeros(8)))
     out = np.zeros((D, 8))
     out[:, :Z], out[:, Z : 2 * Z] = C, -np.asarray(C)
-    em = eqx.tree_at(lambda m: (m.out.weight, m.out.bias, m.log_scale), em, (f32(out), f32(d), jnp.full((D,), np.log(r - 1e-3))))
+    em = eqx.tree_at(lambda m: (m.out.weight, m.out.bias, m.log_scale), em, (jnp.asarray(out, jnp.float32), jnp.asarray(d, jnp.float32), jnp.full((D,), np.log(r - 1e-3))))
     cb = net.combiner
     eps = 0.01
     cb = eqx.tree_at(lambda m: (m.z_to_hidden.weight, m.z_to_hidden.bias), cb, (eps * jnp.eye(8, Z), jnp.zeros(8)))
     cb = eqx.tree_at(lambda m: (m.hidden_to_loc.weight, m.hidden_to_loc.bias), cb, ((2 / eps) * jnp.eye(Z, 8), jnp.zeros(Z)))
-    cb = eqx.tree_at(lambda m: m.hidden_to_scale, cb, eqx.tree_at(lambda m: m.bias, zero(cb.hidden_to_scale), jnp.full((Z,), np.log(np.expm1(0.4 - 1e-3)))))
+    cb = eqx.tree_at(lambda m: m.hidden_to_scale, cb, eqx.tree_at(lambda m: m.bias, _zeroed(cb.hidden_to_scale), jnp.full((Z,), np.log(np.expm1(0.4 - 1e-3)))))
     rnn = jax.tree.map(jnp.zeros_like, net.rnn)
-    return eqx.tree_at(lambda n: (n.transition, n.emission, n.combiner, n.rnn, n.z0), net, (tr, em, cb, rnn, f32(z0)))
+    return eqx.tree_at(lambda n: (n.transition, n.emission, n.combiner, n.rnn, n.z0), net, (tr, em, cb, rnn, jnp.asarray(z0, jnp.float32)))
 
 
 def _dense_lead_predictive(A, b, q, C, d, r, z0, y, mask, delta, lead):
     """Oracle: log p(y_k^obs | y_j^obs, j <= k - lead) of the linear-Gaussian model, by dense
     conditioning of the joint Gaussian of all states and observations (no recursion)."""
-    I = np.eye(Z)
+    eye = np.eye(Z)
     arrays = SimpleNamespace(
-        transition=np.stack([I + delta[min(t + 1, T - 1)] * A for t in range(T)]),
-        transition_cov=q**2 * I,
+        # transition[t] maps step t to t + 1 with the gap delta[t + 1] (the last one is unused)
+        transition=np.stack([eye + delta[min(t + 1, T - 1)] * A for t in range(T)]),
+        transition_cov=q**2 * eye,
         transition_offset=np.stack([delta[min(t + 1, T - 1)] * b for t in range(T)]),
         observation=C, observation_cov=r**2 * np.eye(D), observation_offset=d,
     )
-    mu, cov, _ = joint_moments(arrays, z0 + delta[0] * (A @ z0 + b), q**2 * I, T)
+    mu, cov, _ = joint_moments(arrays, z0 + delta[0] * (A @ z0 + b), q**2 * eye, T)
     index = T * Z + np.arange(T * D).reshape(T, D)  # position of y_{t, d} in the joint vector
     out = np.zeros(T)
     for k in range(T):
-        target = index[k][mask[k]]
-        given = index[: max(k - lead + 1, 0)][mask[: max(k - lead + 1, 0)]]
-        values = y[: max(k - lead + 1, 0)][mask[: max(k - lead + 1, 0)]]
-        mean, var = condition(mu, cov, target, given, values)
+        past = slice(0, max(k - lead + 1, 0))  # the steps j <= k - lead
+        mean, var = condition(mu, cov, index[k][mask[k]], index[past][mask[past]], y[past][mask[past]])
         out[k] = gaussian_logpdf(y[k][mask[k]], mean, var)
     return out
 
