@@ -38,10 +38,12 @@ per-step scores ``(beats, 140)`` for the state-space models):
   ``--dmm-seconds`` of wall clock, early stopping on 20% of the normal training beats it is
   given, particle-filter scores);
 - ``tsssm.Chimera`` and ``tsssm.LatentODE``, each trained for ``--deep-seconds`` of wall clock
-  with early stopping on 20% of the normal beats they are given; any estimator with
+  with early stopping on 20% of the normal beats they are given (Chimera's candidates: ``lead``
+  1, 10 and 25, the steps ahead of its predictive distribution); any estimator with
   ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
 
-A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})`. Columns: the selected
+A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})` (Chimera with
+``lead`` k: :math:`-\\log p(y_t \\mid y_{\\le t-k})`). Columns: the selected
 setting and aggregation with their validation AUROC; test metrics; fit seconds (the final fit);
 throughput = test beats per second of a second (warm, compiled) scoring pass; localisation =
 share of the abnormal test beats whose highest per-step score lies in the 14-sample window (10%
@@ -171,7 +173,7 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
             "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({deep_seconds:.0f} s budget)": Method({
-            "8 channels, 4 states, 1 layer": chimera(),
+            f"8 channels, 4 states, 1 layer, lead {lead}": chimera(lead=lead) for lead in (1, 10, 25)
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
