@@ -39,7 +39,8 @@ per-step scores ``(beats, 140)`` for the state-space models):
   given, particle-filter scores);
 - ``tsssm.Chimera`` and ``tsssm.LatentODE``, each trained for ``--deep-seconds`` of wall clock
   with early stopping on 20% of the normal beats they are given (Chimera's candidates: ``lead``
-  1, 10 and 25, the steps ahead of its predictive distribution); any estimator with
+  1 or 25 with a Gaussian, 10 or 25 with a Student-t predictive; ``lead`` = the steps ahead of
+  its predictive distribution); any estimator with
   ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
 
 A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})` (Chimera with
@@ -173,7 +174,9 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
             "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({deep_seconds:.0f} s budget)": Method({
-            f"8 channels, 4 states, 1 layer, lead {lead}": chimera(lead=lead) for lead in (1, 10, 25)
+            f"8 channels, 4 states, 1 layer, lead {lead}, {name}": chimera(lead=lead, likelihood=likelihood)
+            for lead, likelihood in [(1, "gaussian"), (25, "gaussian"), (10, "student_t"), (25, "student_t")]
+            for name in [{"gaussian": "Gaussian", "student_t": "Student-t"}[likelihood]]
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
