@@ -175,8 +175,8 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
         }),
         f"Chimera ({deep_seconds:.0f} s budget)": Method({
             f"8 channels, 4 states, 1 layer, lead {lead}, {name}": chimera(lead=lead, likelihood=likelihood)
-            for lead, likelihood in [(1, "gaussian"), (25, "gaussian"), (10, "student_t"), (25, "student_t")]
-            for name in [{"gaussian": "Gaussian", "student_t": "Student-t"}[likelihood]]
+            for lead, likelihood, name in [(1, "gaussian", "Gaussian"), (25, "gaussian", "Gaussian"),
+                                           (10, "student_t", "Student-t"), (25, "student_t", "Student-t")]
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
