@@ -40,13 +40,15 @@ per beat for the baselines, per-step scores ``(beats, 140)`` for the state-space
   ``--dmm-seconds`` of wall clock, early stopping on 20% of the normal training beats it is
   given, particle-filter scores with lead L, see above);
 - ``tsssm.Chimera`` and ``tsssm.LatentODE``, each trained for ``--deep-seconds`` of wall clock
-  with early stopping on 20% of the normal beats they are given; any estimator with
+  with early stopping on 20% of the normal beats they are given (Chimera's candidates: ``lead``
+  1 or 25 with a Gaussian, 10 or 25 with a Student-t predictive; ``lead`` = the steps ahead of
+  its predictive distribution); any estimator with
   ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
 
-A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})` (the deep Markov model's
-with lead L: :math:`-\\log p(y_t \\mid y_{\\le t-L})`). Columns: the selected setting, lead and
-aggregation with their validation AUROC; test metrics; fit seconds (the final fit);
-throughput = test beats per second of a second (warm, compiled) scoring pass; localisation =
+A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})` (with a lead L, for the
+deep Markov model a scoring option and for Chimera a setting: :math:`-\\log p(y_t \\mid y_{\\le t-L})`).
+Columns: the selected setting, lead and aggregation with their validation AUROC; test metrics;
+fit seconds (the final fit); throughput = test beats per second of a second (warm, compiled) scoring pass; localisation =
 share of the abnormal test beats whose highest per-step score lies in the 14-sample window (10%
 of the beat) where the beat departs most from the mean normal training beat (largest summed
 absolute difference); chance is about 10%.
@@ -186,7 +188,9 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
             "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({deep_seconds:.0f} s budget)": Method({
-            "8 channels, 4 states, 1 layer": chimera(),
+            f"8 channels, 4 states, 1 layer, lead {lead}, {name}": chimera(lead=lead, likelihood=likelihood)
+            for lead, likelihood, name in [(1, "gaussian", "Gaussian"), (25, "gaussian", "Gaussian"),
+                                           (10, "student_t", "Student-t"), (25, "student_t", "Student-t")]
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),

@@ -100,6 +100,31 @@ def test_forecast_continues_the_one_step_prediction(fitted, tmp_path):
     pd.testing.assert_frame_equal(loaded.history_, model.history_, check_dtype=False)
 
 
+def test_lead_predicts_ahead_and_forecasts_directly(tmp_path):
+    """With lead 3, the prediction of row t sees only rows <= t - 3 (data changed from row 120 on
+    moves no prediction before row 123, and moves row 123); the first 3 forecast steps need no
+    draws: their means are the network's predictions of the rows after the history; a saved
+    model keeps its lead."""
+    data = seasonal_ar(160, seed=1)
+    model = tsssm.Chimera(lead=3, max_epochs=3, random_state=0, **TINY).fit(data.iloc[:150])
+    base = model.predict(data).mean
+    changed = data.copy()
+    changed.iloc[120:] += 50.0
+    moved = model.predict(changed).mean
+    pd.testing.assert_frame_equal(moved.iloc[:123], base.iloc[:123])
+    assert np.all(np.abs(moved.iloc[123].to_numpy() - base.iloc[123].to_numpy()) > 1e-3)
+
+    fc = model.forecast(5, num_samples=50)
+    future = pd.DataFrame(np.nan, index=data.index[150:155], columns=data.columns)
+    direct = model.predict(pd.concat([data.iloc[:150], future])).mean.iloc[150:153]
+    np.testing.assert_allclose(fc.mean.iloc[:3].to_numpy(), direct.to_numpy(), rtol=1e-4, atol=1e-4)
+    assert fc.samples.shape == (50, 5, 3) and np.all(np.isfinite(fc.samples))
+    assert model.score(data) == pytest.approx(-model.score_samples(data).sum(), rel=1e-9)
+    loaded = tsssm.load(model.save(tmp_path / "lead.npz"))
+    assert loaded.lead == 3
+    pd.testing.assert_frame_equal(loaded.predict(data).mean, base)
+
+
 def test_clear_errors(fitted):
     model, data = fitted
     y = data["a"]
@@ -113,6 +138,9 @@ def test_clear_errors(fitted):
         tsssm.Chimera(likelihood="poisson").fit(y)
     with pytest.raises(DataError, match="window"):
         tsssm.Chimera(window=1).fit(y)
+    for lead in (0, 1.5, True):
+        with pytest.raises(DataError, match="lead"):
+            tsssm.Chimera(lead=lead).fit(y)
     with pytest.raises(DataError, match="exogenous"):
         tsssm.Chimera().fit(y, X=y)
     with pytest.raises(DataError, match="inf"):

@@ -111,9 +111,9 @@ class _ChimeraBase(SequenceEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
-    def _template(self, num_outputs: int, key) -> chimera.ChimeraNetwork:
+    def _template(self, num_outputs: int, key, **options) -> chimera.ChimeraNetwork:
         return chimera.ChimeraNetwork(
-            len(self.meta_.columns), self.channels, self.state_dim, self.num_layers, num_outputs, key=key
+            len(self.meta_.columns), self.channels, self.state_dim, self.num_layers, num_outputs, key=key, **options
         )
 
     def _train(self, batch, loss, num_outputs: int):
@@ -163,11 +163,20 @@ class Chimera(SequenceForecaster, _ChimeraBase):
     feeds the draw back in (all columns jointly, with the future time gaps), carrying the
     network's scan states from step to step.
 
+    With ``lead`` :math:`\ell > 1` the network predicts :math:`\ell` steps ahead instead:
+    :math:`y_{t,v} \mid y_{\le t-\ell}`, trained on that target. On smooth signals a one-step
+    forecaster leans on :math:`y_{t-1}` and sees little of a change of shape; an :math:`\ell`-step
+    forecaster has to know the shape, which makes its scores the better anomaly detector (ECG
+    beats: ``docs/benchmarks.md``).
+
     Parameters
     ----------
     likelihood : {"gaussian", "student_t"}
         Predictive distribution per step and column (Student-t: learned, input-dependent degrees
         of freedom > 2).
+    lead : int
+        Steps ahead of the predictive distribution: step t is predicted from the steps up to
+        t - lead (default 1, the one-step-ahead predictive; ``score`` is then the log-likelihood).
     channels, state_dim, num_layers : int
         Width H of the network, states N per channel and head, number of blocks.
     window : int, optional
@@ -215,6 +224,7 @@ class Chimera(SequenceForecaster, _ChimeraBase):
         self,
         *,
         likelihood="gaussian",
+        lead=1,
         channels=16,
         state_dim=8,
         num_layers=2,
@@ -237,7 +247,11 @@ class Chimera(SequenceForecaster, _ChimeraBase):
             time_unit=time_unit, verbose=verbose, random_state=random_state,
         )
         self.likelihood = likelihood
+        self.lead = lead
         self.window = window
+
+    def _template(self, num_outputs: int, key) -> chimera.ChimeraNetwork:
+        return super()._template(num_outputs, key, lead=int(self.lead))
 
     def fit(self, y, X=None):
         """Train on ``y``: a Series, wide or long frame, or an array ``(T,)``, ``(T, D)``, ``(B, T, D)``; returns ``self``."""
@@ -245,6 +259,8 @@ class Chimera(SequenceForecaster, _ChimeraBase):
             raise DataError(f"likelihood must be one of {chimera.LIKELIHOODS}, got {self.likelihood!r}")
         if self.window is not None and (not isinstance(self.window, (int, np.integer)) or self.window < 2):
             raise DataError(f"window must be None or an int >= 2, got {self.window!r}")
+        if isinstance(self.lead, bool) or not isinstance(self.lead, (int, np.integer)) or self.lead < 1:
+            raise DataError(f"lead must be an int >= 1 (steps ahead of the predictive distribution), got {self.lead!r}")
         panel, meta = self._to_panel(y, X)
         self._set_scaling(panel, meta)
         batch, _ = self._batch(panel, meta.lengths)
@@ -264,25 +280,28 @@ class Chimera(SequenceForecaster, _ChimeraBase):
         return np.asarray(lp, float).sum(axis=2) - log_jac, meta
 
     def score_samples(self, y=None, X=None):
-        r"""Per-step anomaly score :math:`-\log p(y_t \mid y_{<t})` (higher = more anomalous).
+        r"""Per-step anomaly score :math:`-\log p(y_t \mid y_{\le t-\ell})` (higher = more anomalous).
 
-        The negative log predictive density of the observed values of each step (summed over the
-        columns), in the units of the data; 0 at steps with nothing observed. A Series for one
-        series, a long frame (``unique_id``, ``ds``, ``score``) for a panel.
+        :math:`\ell` is ``lead`` (1: :math:`-\log p(y_t \mid y_{<t})`). The negative log
+        predictive density of the observed values of each step (summed over the columns), in the
+        units of the data; 0 at steps with nothing observed. A Series for one series, a long
+        frame (``unique_id``, ``ds``, ``score``) for a panel.
         """
         log_density, meta = self._log_density(y, X)
         return self._per_step_frame(-log_density, meta)
 
     def score(self, y=None, X=None):
-        r"""Log predictive density :math:`\log p(y) = \sum_t \log p(y_t \mid y_{<t})` in the units of the data.
+        r"""Sum of the log predictive densities :math:`\sum_t \log p(y_t \mid y_{\le t-\ell})`, in the units of the data.
 
-        A float for one series, a Series per ``unique_id`` for a panel.
+        With ``lead`` :math:`\ell = 1` this is the log-likelihood :math:`\log p(y)`; with
+        :math:`\ell > 1` it is a sum of :math:`\ell`-step predictive densities (a scoring rule,
+        not a likelihood). A float for one series, a Series per ``unique_id`` for a panel.
         """
         log_density, meta = self._log_density(y, X)
         return self._per_series_total(log_density.sum(axis=1), meta)
 
     def predict(self, y=None, X=None, *, levels=(0.8, 0.95)) -> Forecast:
-        """One-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
+        """``lead``-step-ahead predictive means and standard deviations (of the training data, or of ``y``).
 
         Intervals of the returned forecast are Gaussian with these moments (for Student-t
         predictions, a moment-matched approximation).

@@ -51,8 +51,8 @@ Choices where the paper leaves room (or where this implementation departs from i
   time reading of zero-order hold; the paper assumes a regular grid.
 - **Probabilistic output.** The paper's decoder outputs point forecasts; here a linear head maps the
   last layer to a Gaussian or Student-t predictive distribution per variate and time, and the
-  inputs are shifted by one step so that the output at row t depends on :math:`y_{<t}` only
-  (:func:`predictive_params`).
+  inputs are shifted by ``lead`` steps (default 1) so that the output at row t depends on
+  :math:`y_{\le t-\text{lead}}` only (:func:`predictive_params`).
 
 Everything here works on one series (arrays ``(T, V)``); networks compute in float32.
 """
@@ -208,6 +208,9 @@ class ChimeraNetwork(eqx.Module):
     num_outputs : int
         Width of the read-out per position (distribution parameters, or class logits after pooling).
     key : jax.random key
+    lead : int
+        Steps between the last input a prediction sees and the step it predicts
+        (:func:`predictive_params`); unused by the classifier.
     """
 
     embed: eqx.nn.Linear
@@ -215,8 +218,10 @@ class ChimeraNetwork(eqx.Module):
     blocks: ChimeraBlock  # num_layers blocks stacked on a leading axis (one scan over layers)
     norm: eqx.nn.LayerNorm
     readout: eqx.nn.Linear
+    lead: int = eqx.field(static=True)
 
-    def __init__(self, num_variates, channels, state_dim, num_layers, num_outputs, *, key):
+    def __init__(self, num_variates, channels, state_dim, num_layers, num_outputs, *, key, lead: int = 1):
+        self.lead = lead
         k = jax.random.split(key, 4)
         self.embed = eqx.nn.Linear(2, channels, key=k[0])
         self.variate_embedding = 0.1 * jax.random.normal(k[1], (num_variates, channels))
@@ -268,14 +273,15 @@ def num_outputs(likelihood: str) -> int:
 
 
 def predictive_params(net: ChimeraNetwork, y, mask, delta):
-    r"""Raw parameters ``(T, V, k)`` of :math:`p(y_t \mid y_{<t})` for every row t of one series.
+    r"""Raw parameters ``(T, V, k)`` of :math:`p(y_t \mid y_{\le t-\ell})` for every row t of one series.
 
-    The inputs are shifted by one step (row t is fed :math:`y_{t-1}`, row 0 an all-missing row),
-    so the read-out at row t, which sees inputs up to row t, predicts :math:`y_t` from
-    :math:`y_{<t}`: the network's output at step t-1 is its one-step-ahead forecast of step t.
-    ``delta (T,)`` holds the gap before each row.
+    :math:`\ell` is ``net.lead`` (1: the one-step-ahead predictive :math:`p(y_t \mid y_{<t})`).
+    The inputs are shifted by :math:`\ell` steps (row t is fed :math:`y_{t-\ell}`, the first
+    :math:`\ell` rows all-missing rows), so the read-out at row t, which sees inputs up to row t,
+    predicts :math:`y_t` from :math:`y_{\le t-\ell}`. ``delta (T,)`` holds the gap before each
+    row (the time axis of the scan is that of the predicted steps).
     """
-    return net(*_shift(y, mask), delta)
+    return net(*_shift(y, mask, net.lead), delta)
 
 
 def _loc_scale_df(raw):
@@ -307,9 +313,12 @@ def sample(raw, key):
     return loc + scale * noise
 
 
-def _shift(y, mask):
-    """Inputs of :func:`predictive_params`: row t holds :math:`y_{t-1}` (row 0: nothing observed)."""
-    return jnp.concatenate([jnp.zeros_like(y[:1]), y[:-1]]), jnp.concatenate([jnp.zeros_like(mask[:1]), mask[:-1]])
+def _shift(y, mask, lead: int):
+    """Inputs of :func:`predictive_params`: row t holds :math:`y_{t-lead}` (the first ``lead`` rows: nothing observed)."""
+    return (
+        jnp.concatenate([jnp.zeros_like(y[:lead]), y[:-lead]]),
+        jnp.concatenate([jnp.zeros_like(mask[:lead]), mask[:-lead]]),
+    )
 
 
 def sequence_nll(net: ChimeraNetwork, y, mask, delta, valid):
@@ -326,28 +335,38 @@ def batch_nll(net: ChimeraNetwork, batch):
 
 
 def forecast_paths(net: ChimeraNetwork, y, mask, delta, length, future_delta, key, num_paths: int):
-    r"""Joint draws of the next ``h`` steps of one series by recursive sampling.
+    r"""Draws of the next ``h`` steps of one series by recursive sampling.
 
     The history (rows ``< length`` of ``y, mask (T, V)``, gaps ``delta (T,)``) is run once; then
-    each path feeds its own draw of :math:`y_{t}` back as the input of step t+1, carrying the
-    2-D scan's time-boundary states (one row at a time). ``future_delta (h,)`` holds the gaps
-    before the future steps. Returns draws and the predictive locations along the paths, each
+    the future steps are taken one row at a time, carrying the 2-D scan's time-boundary states:
+    step t is drawn from :math:`p(y_t \mid y_{\le t-\ell})` (:math:`\ell` = ``net.lead``), its
+    input being the observed row :math:`y_{t-\ell}` while that lies in the history and the path's
+    own draw of it after. With :math:`\ell = 1` the paths are joint draws of the network's
+    sequential model; with :math:`\ell > 1` the draws of steps less than :math:`\ell` apart are
+    conditionally independent given the earlier ones (each step has the network's marginal,
+    the dependence between them is not modelled). ``future_delta (h,)`` holds the gaps before
+    the future steps. Returns draws and the predictive locations along the paths, each
     ``(num_paths, h, V)``.
     """
-    shifted_y, shifted_mask = _shift(y, mask)
+    lead = net.lead
+    shifted_y, shifted_mask = _shift(y, mask, lead)
     _, state = net.features(shifted_y, shifted_mask, delta, last=length - 1)
+    # the inputs of the first `lead` future steps: rows length - lead ... length - 1 (none before row 0)
+    padded_y, padded_mask = (jnp.concatenate([jnp.zeros_like(a[:lead]), a]) for a in (y, mask))
+    recent = tuple(jax.lax.dynamic_slice_in_dim(a, length, lead) for a in (padded_y, padded_mask))
 
     def path(key):
         def step(carry, inp):
-            state, y_prev, m_prev = carry
+            state, recent_y, recent_mask = carry
             d, k = inp
-            features, state = net.features(y_prev[None], m_prev[None], d[None], state=state, last=0)
+            features, state = net.features(recent_y[:1], recent_mask[:1], d[None], state=state, last=0)
             raw = net.readout_params(features)[0]
             draw = sample(raw, k)
-            return (state, draw, jnp.ones_like(m_prev)), (draw, moments(raw)[0])
+            recent_y = jnp.concatenate([recent_y[1:], draw[None]])
+            recent_mask = jnp.concatenate([recent_mask[1:], jnp.ones_like(recent_mask[:1])])
+            return (state, recent_y, recent_mask), (draw, moments(raw)[0])
 
-        init = (state, y[length - 1], mask[length - 1])
-        return jax.lax.scan(step, init, (future_delta, jax.random.split(key, future_delta.shape[0])))[1]
+        return jax.lax.scan(step, (state, *recent), (future_delta, jax.random.split(key, future_delta.shape[0])))[1]
 
     return jax.vmap(path)(jax.random.split(key, num_paths))
 
