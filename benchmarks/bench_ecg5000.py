@@ -33,6 +33,9 @@ per beat for the baselines, per-step scores ``(beats, 140)`` for the state-space
 - baselines, each scoring a whole beat: Euclidean distance to the k-th nearest normal training
   beat (k = 1, 5); squared error of the reconstruction from the principal components of the
   normal beats that hold 95% of their variance; isolation forest (scikit-learn, 200 trees);
+- a baseline with per-step scores: an independent Gaussian per sample position fitted to the
+  normal beats (mean and standard deviation of each of the 140 samples; no dynamics), whose
+  per-step negative log densities are aggregated like a state-space model's;
 - the classical family, one parameter set shared by all training beats (a pooled fit):
   ``tsssm.PhaseFactor`` (template + K = 2 factor loadings over the beat phase + white noise) and
   ``tsssm.UnobservedComponents`` with the mean normal beat as a known regressor plus AR(1) noise;
@@ -65,6 +68,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import NearestNeighbors
@@ -114,6 +118,13 @@ def pca_method(variance: float = 0.95):
         return lambda test: (np.sum((test - pca.inverse_transform(pca.transform(test))) ** 2, axis=1), None)
 
     return fit
+
+
+def position_gaussian_method(train):
+    """An independent Gaussian per sample position of the normal beats (no dynamics): per-step scores
+    :math:`-\\log \\mathcal N(y_t; \\bar y_t, s_t^2)`, aggregated like a state-space model's."""
+    loc, scale = train.mean(axis=0), train.std(axis=0)
+    return lambda test: (None, -norm.logpdf(test, loc, scale))
 
 
 def isolation_forest_method(train):
@@ -181,6 +192,7 @@ def methods(dmm_seconds: float, deep_seconds: float) -> dict[str, Method]:
         "nearest neighbour (k=5)": Method.single(knn_method(5)),
         "PCA reconstruction (95% variance)": Method.single(pca_method()),
         "isolation forest": Method.single(isolation_forest_method),
+        "per-sample Gaussian (no dynamics)": Method.single(position_gaussian_method),
         "classical: PhaseFactor K=2 (pooled)": Method.single(estimator_method(lambda: tsssm.PhaseFactor(2))),
         "classical: template regression + AR(1) (pooled)": Method.single(template_regression_method),
         f"deep Markov model ({dmm_seconds:.0f} s budget)": Method({
