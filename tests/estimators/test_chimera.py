@@ -141,6 +141,8 @@ def test_clear_errors(fitted):
     for lead in (0, 1.5, True):
         with pytest.raises(DataError, match="lead"):
             tsssm.Chimera(lead=lead).fit(y)
+    with pytest.raises(DataError, match="longer than lead"):
+        tsssm.Chimera(lead=10, window=10).fit(y)
     with pytest.raises(DataError, match="exogenous"):
         tsssm.Chimera().fit(y, X=y)
     with pytest.raises(DataError, match="inf"):

@@ -181,7 +181,8 @@ class Chimera(SequenceForecaster, _ChimeraBase):
         Width H of the network, states N per channel and head, number of blocks.
     window : int, optional
         Train on consecutive windows of this many steps cut from every series (for few long
-        series); None trains on whole series. Predictions and scores always use the whole history.
+        series; longer than ``lead``); None trains on whole series. Predictions and scores always
+        use the whole history.
     max_epochs, batch_size : int
         Passes over the training windows; windows (or series) per minibatch (fixed: the last
         minibatch is padded, so nothing recompiles).
@@ -261,6 +262,11 @@ class Chimera(SequenceForecaster, _ChimeraBase):
             raise DataError(f"window must be None or an int >= 2, got {self.window!r}")
         if isinstance(self.lead, bool) or not isinstance(self.lead, (int, np.integer)) or self.lead < 1:
             raise DataError(f"lead must be an int >= 1 (steps ahead of the predictive distribution), got {self.lead!r}")
+        if self.window is not None and self.window <= self.lead:
+            raise DataError(
+                f"window ({self.window}) must be longer than lead ({self.lead}): a training window sees "
+                "its first `lead` steps only as targets; raise window or lower lead"
+            )
         panel, meta = self._to_panel(y, X)
         self._set_scaling(panel, meta)
         batch, _ = self._batch(panel, meta.lengths)
