@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tsssm.kernels.scan import scan_2d, scan_2d_loop, selective_scan, selective_scan_loop
+from tsssm.kernels.scan import TIME_SCANS, scan_2d, scan_2d_loop, selective_scan, selective_scan_loop
 
 
 def _random(key, shape, count, complex_=False):
@@ -34,43 +34,54 @@ def _loss(fn, *args, **kw):
     return total
 
 
+@pytest.mark.parametrize("method", TIME_SCANS)
 @pytest.mark.parametrize(("shape", "reverse"), [((1,), False), ((13, 2), True)])
-def test_selective_scan_matches_loop(shape, reverse):
+def test_selective_scan_matches_loop(shape, reverse, method):
     a, b = _random(jax.random.key(shape[0]), shape, 2)
     a = jnp.abs(a)
-    fast = jax.jit(selective_scan, static_argnames="reverse")(a, b, reverse=reverse)
+    fast = jax.jit(selective_scan, static_argnames=("reverse", "method"))(a, b, reverse=reverse, method=method)
     np.testing.assert_allclose(fast, selective_scan_loop(a, b, reverse=reverse), rtol=1e-12, atol=1e-12)
-    g_fast = jax.jit(jax.grad(lambda a, b: _loss(selective_scan, a, b, reverse=reverse), argnums=(0, 1)))(a, b)
+    scan = partial(selective_scan, method=method)
+    g_fast = jax.jit(jax.grad(lambda a, b: _loss(scan, a, b, reverse=reverse), argnums=(0, 1)))(a, b)
     g_loop = jax.jit(jax.grad(lambda a, b: _loss(selective_scan_loop, a, b, reverse=reverse), argnums=(0, 1)))(a, b)
     for gf, gl in zip(g_fast, g_loop):
         np.testing.assert_allclose(gf, gl, rtol=1e-10, atol=1e-12)
 
 
-def test_selective_scan_by_hand():
+@pytest.mark.parametrize("method", TIME_SCANS)
+def test_selective_scan_by_hand(method):
     a = jnp.array([0.5, 2.0, -1.0])
     b = jnp.array([1.0, 1.0, 3.0])
-    np.testing.assert_allclose(selective_scan(a, b), [1.0, 3.0, 0.0])
-    np.testing.assert_allclose(selective_scan(a, b, reverse=True), [4.5, 7.0, 3.0])
+    np.testing.assert_allclose(selective_scan(a, b, method=method), [1.0, 3.0, 0.0])
+    np.testing.assert_allclose(selective_scan(a, b, reverse=True, method=method), [4.5, 7.0, 3.0])
 
 
+def test_unknown_time_scan_is_refused():
+    with pytest.raises(ValueError, match="associative"):
+        selective_scan(jnp.ones(3), jnp.ones(3), method="parallel")
+
+
+@pytest.mark.parametrize("time_scan", TIME_SCANS)
 @pytest.mark.parametrize(
     ("shape", "reverse_variates"), [((1, 5), False), ((3, 1), True), ((5, 9, 2, 2), True)]
 )
-def test_scan_2d_matches_loop_values_and_gradients(shape, reverse_variates):
+def test_scan_2d_matches_loop_values_and_gradients(shape, reverse_variates, time_scan):
     args = _random(jax.random.key(sum(shape)), shape, 6)
     kw = dict(reverse_variates=reverse_variates)
-    fast, loop = jax.jit(partial(scan_2d, **kw))(*args), jax.jit(partial(scan_2d_loop, **kw))(*args)
+    fast_kw = kw | dict(time_scan=time_scan)
+    fast, loop = jax.jit(partial(scan_2d, **fast_kw))(*args), jax.jit(partial(scan_2d_loop, **kw))(*args)
     for f, s in zip(fast, loop):
         np.testing.assert_allclose(f, s, rtol=1e-12, atol=1e-12)
-    g_fast = jax.jit(jax.grad(lambda *a: _loss(scan_2d, *a, **kw), argnums=tuple(range(6))))(*args)
+    g_fast = jax.jit(jax.grad(lambda *a: _loss(scan_2d, *a, **fast_kw), argnums=tuple(range(6))))(*args)
     g_loop = jax.jit(jax.grad(lambda *a: _loss(scan_2d_loop, *a, **kw), argnums=tuple(range(6))))(*args)
     for gf, gl in zip(g_fast, g_loop):
         np.testing.assert_allclose(gf, gl, rtol=1e-10, atol=1e-12)
 
 
-def test_scan_2d_complex_and_jitted():
+@pytest.mark.parametrize("time_scan", TIME_SCANS)
+def test_scan_2d_complex_and_jitted(time_scan):
     args = _random(jax.random.key(5), (3, 8, 2), 6, complex_=True)
-    fast = jax.jit(scan_2d, static_argnames="reverse_variates")(*args, reverse_variates=True)
+    fast = jax.jit(scan_2d, static_argnames=("reverse_variates", "time_scan"))(*args, reverse_variates=True, time_scan=time_scan)
     loop = scan_2d_loop(*args, reverse_variates=True)
     for f, s in zip(fast, loop):
         assert f.dtype == jnp.complex128
@@ -104,7 +115,8 @@ def test_scan_2d_in_chunks_of_time():
     fast version and the loop, one variate direction each)."""
     args = _random(jax.random.key(11), (4, 8, 3), 6)
     zeros = (jnp.zeros((4, 3)), jnp.zeros((4, 3)))
-    for fn, rev in [(scan_2d, True), (scan_2d_loop, False)]:
+    fast = [partial(scan_2d, time_scan=method) for method in TIME_SCANS]
+    for fn, rev in [(fast[0], True), (fast[1], True), (scan_2d_loop, False)]:
         fn = jax.jit(partial(fn, reverse_variates=rev))
         whole = fn(*args, initial=zeros)
         first = fn(*(a[:, :4] for a in args), initial=zeros)

@@ -10,8 +10,12 @@ Pure JAX, elementwise in every trailing axis (channels, state size; real or comp
 
 (``reverse=True`` runs from the end: :math:`h_t = a_t \odot h_{t+1} + b_t`). The pairs
 :math:`(a_t, b_t)` compose associatively, :math:`(a, b) \circ (a', b') = (a a', a' b + b')`, so
-:func:`selective_scan` is a :func:`jax.lax.associative_scan`: :math:`O(T)` work,
-:math:`O(\log T)` depth. :func:`selective_scan_loop` is the step-by-step reference.
+:func:`selective_scan` can run as a :func:`jax.lax.associative_scan` (``method="associative"``:
+:math:`O(T)` work, :math:`O(\log T)` depth, for accelerators) or as a :func:`jax.lax.scan`
+(``"sequential"``: :math:`T` steps). The default is sequential on a CPU backend and associative
+elsewhere: on CPU the associative scan's strided passes over the arrays (about :math:`2 \log_2 T`
+of them) cost more than they parallelise (measured in ``benchmarks/bench_scan.py`` and
+``docs/benchmarks.md``). :func:`selective_scan_loop` is the step-by-step reference of the tests.
 
 **2-D selective scan** (the Roesser-type recurrence of Chimera, Behrouz et al. 2024, eq. 5), on
 a grid of variates :math:`v = 1..V` by times :math:`t = 1..T` with two coupled states, one moving
@@ -33,8 +37,8 @@ variates are scanned.
 
 :func:`scan_2d` is the fast version: a :func:`jax.lax.scan` over variates whose body, given the
 previous variate's whole time column, computes :math:`h^{(2)}_{v,\cdot}` in one vectorised step and
-:math:`h^{(1)}_{v,\cdot}` with the associative 1-D scan over time: :math:`O(VT)` work,
-:math:`O(V \log T)` depth. :func:`scan_2d_loop` visits the cells one at a time (a single
+:math:`h^{(1)}_{v,\cdot}` with the 1-D scan over time (``time_scan``: associative or sequential):
+:math:`O(VT)` work, :math:`O(V \log T)` depth when associative. :func:`scan_2d_loop` visits the cells one at a time (a single
 ``fori_loop`` over :math:`V T` cells) and is the oracle of the tests.
 
 All arrays are ``(V, T, ...)`` (2-D) or ``(T, ...)`` (1-D) with identical shapes.
@@ -46,14 +50,23 @@ import jax
 import jax.numpy as jnp
 
 
+#: Ways to run the recurrence along time: see :func:`selective_scan`.
+TIME_SCANS = ("associative", "sequential")
+
+
 def _compose(earlier, later):
     a1, b1 = earlier
     a2, b2 = later
     return a1 * a2, a2 * b1 + b2
 
 
-def selective_scan(a, b, *, reverse: bool = False):
-    r"""All states of :math:`h_t = a_t h_{t-1} + b_t` (:math:`h_{-1} = 0`) by an associative scan over axis 0.
+def default_time_scan() -> str:
+    """``"sequential"`` on a CPU backend, ``"associative"`` on accelerators (see the module docstring)."""
+    return "sequential" if jax.default_backend() == "cpu" else "associative"
+
+
+def selective_scan(a, b, *, reverse: bool = False, method: str | None = None):
+    r"""All states of :math:`h_t = a_t h_{t-1} + b_t` (:math:`h_{-1} = 0`) along axis 0.
 
     Parameters
     ----------
@@ -61,12 +74,26 @@ def selective_scan(a, b, *, reverse: bool = False):
         Per-step decay and input, same shape (real or complex).
     reverse : bool
         Run from the last step: :math:`h_t = a_t h_{t+1} + b_t`.
+    method : {"associative", "sequential"}, optional
+        :func:`jax.lax.associative_scan` (:math:`O(\log T)` depth) or :func:`jax.lax.scan`
+        (:math:`T` steps); both :math:`O(T)` work, same values up to rounding. Default:
+        :func:`default_time_scan`.
 
     Returns
     -------
     Array ``(T, ...)``
     """
-    return jax.lax.associative_scan(_compose, (a, b), reverse=reverse)[1]
+    method = default_time_scan() if method is None else method
+    if method == "associative":
+        return jax.lax.associative_scan(_compose, (a, b), reverse=reverse)[1]
+    if method != "sequential":
+        raise ValueError(f"method must be one of {TIME_SCANS} or None, got {method!r}")
+
+    def step(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return jax.lax.scan(step, jnp.zeros_like(b[0]), (a, b), reverse=reverse)[1]
 
 
 def selective_scan_loop(a, b, *, reverse: bool = False):
@@ -87,7 +114,7 @@ def _shift_time(x, first):
     return jnp.concatenate([first[None], x[:-1]], axis=0)
 
 
-def scan_2d(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = False):
+def scan_2d(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = False, time_scan: str | None = None):
     r"""The 2-D selective scan (module docstring): ``(h1, h2)``, each ``(V, T, ...)``.
 
     Parameters
@@ -102,6 +129,8 @@ def scan_2d(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = Fa
         The states :math:`(h^{(1)}_{v,0}, h^{(2)}_{v,0})` before the first time (zero if None).
     reverse_variates : bool
         Scan the variates from the last one.
+    time_scan : {"associative", "sequential"}, optional
+        How each column is scanned over time (``method`` of :func:`selective_scan`).
     """
     if initial is None:
         initial = (jnp.zeros_like(u1[:, 0]), jnp.zeros_like(u2[:, 0]))
@@ -111,7 +140,7 @@ def scan_2d(a1, a2, a3, a4, u1, u2, *, initial=None, reverse_variates: bool = Fa
         a1v, a2v, a3v, a4v, u1v, u2v, h1_0, h2_0 = inp
         h2 = a3v * h1_prev + a4v * h2_prev + u2v
         b = a2v * _shift_time(h2, h2_0) + u1v
-        h1 = selective_scan(a1v, b.at[0].add(a1v[0] * h1_0))
+        h1 = selective_scan(a1v, b.at[0].add(a1v[0] * h1_0), method=time_scan)
         return (h1, h2), (h1, h2)
 
     zero = jnp.zeros_like(u1[0])

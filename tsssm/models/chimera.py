@@ -94,8 +94,8 @@ class SelectiveHead2D(eqx.Module):
     r"""Parameters of one input-dependent 2-D SSM head (module docstring).
 
     :meth:`discretise` gives the per-position arrays of the 2-D scan, :meth:`read` the head's
-    output from the scanned states; :class:`ChimeraBlock` runs the scans of both heads and both
-    variate directions as one :func:`~tsssm.kernels.scan.scan_2d` call.
+    output from the scanned states; :func:`_scan_both_directions` runs the head's scans over the
+    variates in both directions as one (vmapped) :func:`~tsssm.kernels.scan.scan_2d` call.
     """
 
     log_decay: jax.Array  # (2, H, N): log of -Re A for the time (A_1) and variate (A_4) modes
@@ -125,14 +125,15 @@ class SelectiveHead2D(eqx.Module):
         self.skip = jnp.ones(channels)
 
     def discretise(self, z, delta):
-        """Complex arrays ``(a1, a2, a3, a4, u1, u2)``, each ``(V, T, H, N)``, and ``C^(1), C^(2)`` ``(V, T, N)``."""
+        """Arrays ``(a1, a2, a3, a4, u1, u2)``, each ``(V, T, H, N)`` (complex for the oscillatory head, real for
+        the trend head), and ``C^(1), C^(2)`` ``(V, T, N)``."""
         channels = z.shape[-1]
         raw = jax.nn.softplus(_dense(self.steps, z))
         step_t = raw[..., :channels, None] * delta[None, :, None, None]  # (V, T, H, 1)
         step_v = raw[..., channels:, None]
         b1, b2, c1, c2 = jnp.split(_dense(self.selection, z), 4, axis=-1)  # (V, T, N) each
         decay = -jnp.exp(self.log_decay)
-        A = jax.lax.complex(decay, jnp.zeros_like(decay) if self.frequency is None else self.frequency)
+        A = decay if self.frequency is None else jax.lax.complex(decay, self.frequency)  # real trend: real arithmetic
         a1, a4 = jnp.exp(step_t * A[0]), jnp.exp(step_v * A[1])
         a2 = (1.0 - jnp.abs(a1)) * jnp.tanh(self.coupling[0])
         a3 = (1.0 - jnp.abs(a4)) * jnp.tanh(self.coupling[1])
@@ -148,27 +149,28 @@ class SelectiveHead2D(eqx.Module):
         return out + self.skip * z
 
 
-def _both_heads_both_directions(trend, season, z, delta, initial, last):
-    """Run the trend and seasonal heads, each with the variates scanned both ways, as one 2-D scan.
+def _directions(num_variates: int) -> int:
+    """Variate directions scanned: 2 (forwards and backwards), 1 for a single variate (they coincide)."""
+    return 1 if num_variates == 1 else 2
 
-    The scan's states are ``(V, T, 2H, N, 2)`` (channels of both heads; last axis: forward and
-    variate-reversed direction). ``initial`` holds them before the first time (``(V, 2H, N, 2)``
-    each); the states at row ``last`` are returned with the outputs of both heads.
+
+def _scan_both_directions(head: SelectiveHead2D, z, delta, initial, last):
+    """Run one head's 2-D scan with the variates scanned forwards and backwards; states summed.
+
+    The directions ride on a leading axis: the backward one scans the reversed variates, its
+    arrays discretised from ``z[::-1]`` (discretisation acts per position, so this equals
+    reversing the discretised arrays; reversing the real input instead of the complex outputs
+    spares copies of the largest arrays). With one variate both directions have the same
+    inputs and states, so one is run and counted twice. ``initial`` holds the states before the
+    first time, ``(h1, h2)`` each ``(directions, V, H, N)``; returns the states at row ``last``
+    (same layout) and the head's output ``(V, T, H)``.
     """
-    channels = z.shape[-1]
-    trend_args, trend_c = trend.discretise(z, delta)
-    season_args, season_c = season.discretise(z, delta)
-    stacked = []
-    for t, s in zip(trend_args, season_args):
-        both = jnp.concatenate([t, s], axis=2)  # (V, T, 2H, N)
-        stacked.append(jnp.stack([both, both[::-1]], axis=-1))  # forward, and variates reversed
-    states = scan_2d(*stacked, initial=initial)
-    h1, h2 = (h[..., 0] + h[::-1, ..., 1] for h in states)
-    final = tuple(h[:, last] for h in states)
-    return final, (
-        trend.read(z, trend_c, h1[:, :, :channels], h2[:, :, :channels]),
-        season.read(z, season_c, h1[:, :, channels:], h2[:, :, channels:]),
-    )
+    zs = jnp.stack([z, z[::-1]])[: _directions(z.shape[0])]
+    args, (c1, c2) = jax.vmap(head.discretise, in_axes=(0, None))(zs, delta)
+    h1, h2 = jax.vmap(lambda *a: scan_2d(*a[:6], initial=a[6:]))(*args, *initial)
+    final = (h1[:, :, last], h2[:, :, last])
+    both = tuple(h[0] + h[-1, ::-1] for h in (h1, h2))
+    return final, head.read(z, (c1[0], c2[0]), *both)
 
 
 class ChimeraBlock(eqx.Module):
@@ -192,8 +194,9 @@ class ChimeraBlock(eqx.Module):
         """``x (V, T, H)`` -> the block's output and the 2-D scan's states at row ``last``."""
         z = jax.vmap(jax.vmap(self.norm))(x)
         g = jax.nn.sigmoid(_dense(self.gate, z))
-        final, (trend, season) = _both_heads_both_directions(self.trend, self.season, z, delta, initial, last)
-        return x + _dense(self.out, jax.nn.gelu(g * trend + (1.0 - g) * season)), final
+        trend_final, trend = _scan_both_directions(self.trend, z, delta, initial[0], last)
+        season_final, season = _scan_both_directions(self.season, z, delta, initial[1], last)
+        return x + _dense(self.out, jax.nn.gelu(g * trend + (1.0 - g) * season)), (trend_final, season_final)
 
 
 class ChimeraNetwork(eqx.Module):
@@ -232,11 +235,17 @@ class ChimeraNetwork(eqx.Module):
         self.readout = eqx.nn.Linear(channels, num_outputs, key=k[2])
 
     def initial_state(self):
-        """Zero states of every layer's 2-D scan before the first time: two arrays ``(L, V, 2H, N, 2)``."""
+        """Zero states of every layer's 2-D scans before the first time.
+
+        Per head (trend, season) a pair ``(h1, h2)`` of arrays ``(L, directions, V, H, N)``:
+        layers, variate directions (forwards, backwards; one for a single variate), variates,
+        channels, states; real for the trend head, complex for the seasonal one.
+        """
         L, V, N = self.blocks.trend.log_decay.shape[0], self.variate_embedding.shape[0], self.blocks.trend.log_decay.shape[-1]
-        H = self.variate_embedding.shape[1]
-        zeros = jnp.zeros((L, V, 2 * H, N, 2), jnp.result_type(self.variate_embedding.dtype, jnp.complex64))
-        return zeros, zeros
+        shape = (L, _directions(V), V, self.variate_embedding.shape[1], N)
+        real = jnp.zeros(shape, self.variate_embedding.dtype)
+        complex_ = jnp.zeros(shape, jnp.result_type(self.variate_embedding.dtype, jnp.complex64))
+        return (real, real), (complex_, complex_)
 
     def features(self, y, mask, delta, state=None, last=-1):
         """Last-layer features ``(V, T, H)`` of inputs ``y, mask (T, V)`` and gaps ``delta (T,)``.
