@@ -218,7 +218,7 @@ class ChimeraNetwork(eqx.Module):
 
     embed: eqx.nn.Linear
     variate_embedding: jax.Array
-    blocks: ChimeraBlock  # num_layers blocks stacked on a leading axis (one scan over layers)
+    blocks: ChimeraBlock  # num_layers blocks stacked on a leading axis (an unrolled scan over layers)
     norm: eqx.nn.LayerNorm
     readout: eqx.nn.Linear
     lead: int = eqx.field(static=True)
@@ -262,7 +262,7 @@ class ChimeraNetwork(eqx.Module):
             block_params, initial = inp
             return eqx.combine(block_params, static)(h, delta, initial, last)
 
-        x, final = jax.lax.scan(layer, x, (params, self.initial_state() if state is None else state))
+        x, final = jax.lax.scan(layer, x, (params, self.initial_state() if state is None else state), unroll=True)
         return jax.vmap(jax.vmap(self.norm))(x), final
 
     def readout_params(self, features):
