@@ -269,6 +269,7 @@ def test_local_linear_trend_seasonal4_singular_q_with_offsets():
     _compare(arrays, init, y, mask)
 
 
+@pytest.mark.slow  # ~16 s; the smaller trend + seasonal cases above cover the same code in the default suite
 def test_trend_seasonal12_13_states():
     """13 states (trend + seasonal 12), T = 200: must run (and compile) promptly and agree."""
     arrays, init = _trend_seasonal(12, 0.3, 0.01, 0.1, 1.0)

@@ -49,7 +49,10 @@ def test_steady_state_switch_equals_full_recursion(name, gaps):
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask, chunk=37), full, rtol=1e-9)
 
 
-@pytest.mark.parametrize("group, scaled, gap", [(None, "sigma2_level", (400, 420)), (2, "sigma2_seasonal", (900, 920))])
+@pytest.mark.parametrize(
+    "group, scaled, gap",
+    [(None, "sigma2_level", (400, 420)), pytest.param(2, "sigma2_seasonal", (900, 920), marks=pytest.mark.slow)],
+)  # the grouped case (~20 s) runs in the slow tier; the groups' values are checked by the fast tests below
 def test_steady_state_gradient_equals_full_recursion(monkeypatch, group, scaled, gap):
     """Group 2: a test-sized series takes the grouped block form (see the next tests)."""
     if group is not None:
