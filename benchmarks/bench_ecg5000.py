@@ -44,14 +44,15 @@ per beat for the baselines, per-step scores ``(beats, 140)`` for the state-space
   given, particle-filter scores with lead L, see above);
 - ``tsssm.LatentODE``, trained for ``--deep-seconds`` of wall clock with early stopping on 20%
   of the normal beats it is given;
-- ``tsssm.Chimera``: an equal-weight mixture of three networks that differ only in
-  ``random_state`` (a deep ensemble; each trained for ``--chimera-seconds``, early stopping
-  as above), 2 layers, a Student-t predictive with ``lead`` 25 (the steps ahead of its
-  predictive distribution); the per-step score is :math:`-\\log` of the mean of the members'
-  predictive densities (``mixture_method``). Single networks of this setting range from 0.97 to
-  0.994 in validation AUROC with the seed (docs/benchmarks.md), and the seed that wins on
-  validation says nothing about the refit on all normal beats, which is another draw; the
-  mixture averages the draws instead of picking one. Any estimator with
+- ``tsssm.Chimera``: an ensemble of three networks that differ only in ``random_state`` (each
+  trained for ``--chimera-seconds``, early stopping as above), 2 layers, a Student-t predictive
+  with ``lead`` 25 (the steps ahead of its predictive distribution). Single networks of this
+  setting range from 0.96 to 0.996 in validation AUROC with the seed (docs/benchmarks.md), and
+  the seed that wins on validation says nothing about the refit on all normal beats, which is
+  another draw; the ensemble combines the draws instead of picking one. How the members'
+  per-step scores combine is chosen on validation among ``ENSEMBLE_RULES``: the mixture of their
+  predictive densities, the mean of their scores, or the largest score (the strictest member).
+  Any estimator with
   ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
 
 A state-space model's per-step score is :math:`-\\log p(y_t \\mid y_{<t})` (with a lead L, for the
@@ -157,23 +158,32 @@ def _panel_scorer(model, options, test):
     return None, anomaly.panel_scores(model, test, **options)
 
 
-def mixture_method(make, seeds):
-    """An equal-weight mixture of one estimator fitted with several ``random_state`` s (a deep ensemble).
+#: How an ensemble's per-step scores combine the members' per-step scores ``(members, beats, steps)``.
+ENSEMBLE_RULES = {
+    # -log of the mean of the members' predictive densities: the ensemble's own predictive
+    "mixture density": lambda scores: -(logsumexp(-scores, axis=0) - np.log(len(scores))),
+    "mean of scores": lambda scores: scores.mean(axis=0),
+    "max of scores": lambda scores: scores.max(axis=0),  # the strictest member at each step
+}
 
-    Per-step score :math:`-\\log \\frac1M \\sum_m p_m(y_t \\mid \\cdot)`, from the members' per-step
-    scores :math:`-\\log p_m`: the mixture of the members' predictive densities at each step.
-    """
+
+def ensemble_method(make, seeds):
+    """One estimator fitted with several ``random_state`` s (a deep ensemble); one scorer per rule of
+    :data:`ENSEMBLE_RULES`, the rule chosen on validation like the aggregation."""
 
     def fit(train):
         members = [make(random_state=seed).fit(train[:, :, None]) for seed in seeds]
 
-        def score(test):
-            per_step = np.stack([anomaly.panel_scores(member, test) for member in members])
-            return None, -(logsumexp(-per_step, axis=0) - np.log(len(members)))
+        def member_scores(test):
+            return np.stack([anomaly.panel_scores(member, test) for member in members])
 
-        return score
+        return {label: partial(_combined, member_scores, rule) for label, rule in ENSEMBLE_RULES.items()}
 
     return fit
+
+
+def _combined(member_scores, rule, test):
+    return None, rule(member_scores(test))
 
 
 def template_regression_method(train):
@@ -211,7 +221,7 @@ def methods(dmm_seconds: float, deep_seconds: float, chimera_seconds: float) -> 
     def chimera(seeds=(0, 1, 2), **kw):
         settings = {"channels": 8, "state_dim": 4, "num_layers": 2, "batch_size": 32, "max_epochs": 5000,
                     "patience": 100, "max_seconds": chimera_seconds, "lead": 25, "likelihood": "student_t"}
-        return mixture_method(lambda **seed: tsssm.Chimera(**(settings | kw | seed)), seeds)
+        return ensemble_method(lambda **seed: tsssm.Chimera(**(settings | kw | seed)), seeds)
 
     return {
         "nearest neighbour (k=1)": Method.single(knn_method(1)),
@@ -226,7 +236,7 @@ def methods(dmm_seconds: float, deep_seconds: float, chimera_seconds: float) -> 
             "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({chimera_seconds:.0f} s budget per network)": Method({
-            "8 channels, 4 states, 2 layers, lead 25, Student-t, mixture of 3 seeds": chimera(),
+            "8 channels, 4 states, 2 layers, lead 25, Student-t, 3 seeds": chimera(),
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
