@@ -50,7 +50,7 @@ per beat for the baselines, per-step scores ``(beats, 140)`` for the state-space
   setting range from 0.96 to 0.996 in validation AUROC with the seed (docs/benchmarks.md), and
   the seed that wins on validation says nothing about the refit on all normal beats, which is
   another draw; the ensemble combines the draws instead of picking one. How the members'
-  per-step scores combine is chosen on validation among ``ENSEMBLE_RULES``: the mixture of their
+  per-step scores combine (``anomaly.ensemble_scores``) is chosen on validation: the mixture of their
   predictive densities, the mean of their scores, or the largest score (the strictest member).
   Any estimator with
   ``fit``/``score_samples`` joins with one line: ``estimator_method(make)``.
@@ -75,7 +75,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from scipy.special import logsumexp
 from scipy.stats import norm
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
@@ -97,6 +96,8 @@ AGGREGATIONS = {
     "top 20%": {"how": "top", "top_fraction": 0.20},
 }
 WHOLE_BEAT = "whole beat"
+#: Rules of ``anomaly.ensemble_scores`` and their labels in the tables.
+ENSEMBLE_LABELS = {"mixture": "mixture density", "mean": "mean of scores", "max": "max of scores"}
 #: Leads L of the deep Markov model's per-step scores -log p(y_t | y_<=t-L), chosen on validation.
 DMM_LEADS = (1, 5, 10, 20)
 
@@ -158,18 +159,9 @@ def _panel_scorer(model, options, test):
     return None, anomaly.panel_scores(model, test, **options)
 
 
-#: How an ensemble's per-step scores combine the members' per-step scores ``(members, beats, steps)``.
-ENSEMBLE_RULES = {
-    # -log of the mean of the members' predictive densities: the ensemble's own predictive
-    "mixture density": lambda scores: -(logsumexp(-scores, axis=0) - np.log(len(scores))),
-    "mean of scores": lambda scores: scores.mean(axis=0),
-    "max of scores": lambda scores: scores.max(axis=0),  # the strictest member at each step
-}
-
-
 def ensemble_method(make, seeds):
     """One estimator fitted with several ``random_state`` s (a deep ensemble); one scorer per rule of
-    :data:`ENSEMBLE_RULES`, the rule chosen on validation like the aggregation."""
+    ``anomaly.ensemble_scores`` (``ENSEMBLE_LABELS``), the rule chosen on validation like the aggregation."""
 
     def fit(train):
         members = [make(random_state=seed).fit(train[:, :, None]) for seed in seeds]
@@ -177,13 +169,13 @@ def ensemble_method(make, seeds):
         def member_scores(test):
             return np.stack([anomaly.panel_scores(member, test) for member in members])
 
-        return {label: partial(_combined, member_scores, rule) for label, rule in ENSEMBLE_RULES.items()}
+        return {label: partial(_combined, member_scores, rule) for rule, label in ENSEMBLE_LABELS.items()}
 
     return fit
 
 
 def _combined(member_scores, rule, test):
-    return None, rule(member_scores(test))
+    return None, anomaly.ensemble_scores(member_scores(test), rule=rule)
 
 
 def template_regression_method(train):

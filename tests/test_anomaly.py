@@ -62,6 +62,41 @@ def test_series_scores_ignore_nan_and_match_manual_aggregates():
     assert by_id.to_dict() == {"a": 10.0, "b": 1.0}
 
 
+def test_ensemble_scores_against_the_mixture_density_and_by_hand():
+    """Two Gaussian members: the mixture rule is -log of the equal-weight mixture density, computed
+    directly; the mean and max rules by hand; NaN (no score) stays NaN."""
+    from scipy.stats import norm
+
+    y = np.linspace(-4.0, 6.0, 41).reshape(1, -1)
+    members = [(0.0, 1.0), (2.0, 0.5)]
+    scores = [-norm.logpdf(y, loc, scale) for loc, scale in members]
+    scores[0][0, 5] = scores[1][0, 5] = np.nan
+    density = 0.5 * norm.pdf(y, 0.0, 1.0) + 0.5 * norm.pdf(y, 2.0, 0.5)
+    mixture = anomaly.ensemble_scores(scores, rule="mixture")
+    np.testing.assert_allclose(np.delete(mixture, 5), np.delete(-np.log(density), 5), rtol=1e-12)
+    np.testing.assert_allclose(anomaly.ensemble_scores(scores, rule="mean"), (scores[0] + scores[1]) / 2)
+    np.testing.assert_allclose(anomaly.ensemble_scores(scores, rule="max"), np.maximum(scores[0], scores[1]))
+    assert np.isnan(mixture[0, 5])
+    # the mixture is never stricter than its strictest member, the mean in between
+    finite = ~np.isnan(mixture)
+    assert np.all(mixture[finite] <= anomaly.ensemble_scores(scores, rule="mean")[finite] + 1e-12)
+    np.testing.assert_allclose(anomaly.ensemble_scores(scores[:1]), scores[0])  # one member: its own scores
+
+
+@pytest.mark.parametrize(
+    "members, rule, message",
+    [
+        ([np.zeros((2, 3))], "median", "rule must be one of"),
+        ([], "mixture", "at least one member"),
+        ([np.zeros((2, 3)), np.zeros((2, 4))], "mixture", "differ in shape"),
+        ([np.zeros(3), np.array([0.0, np.nan, 0.0])], "mean", "NaN at different entries"),
+    ],
+)
+def test_ensemble_scores_bad_input_raises_data_error(members, rule, message):
+    with pytest.raises(tsssm.DataError, match=message):
+        anomaly.ensemble_scores(members, rule=rule)
+
+
 def test_peak_in_window_counts_peaks_inside_the_labelled_windows():
     scores = np.zeros((3, 20))
     scores[0, 5] = scores[1, 12] = scores[2, 19] = 1.0

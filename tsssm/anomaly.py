@@ -15,7 +15,8 @@ score falls inside the labelled window.
 
 Panels of short series (one heartbeat per series): :func:`panel_scores` collects any fitted
 estimator's per-step scores as an array (series, time), :func:`series_scores` reduces them to
-one score per series. Long recordings: :class:`StreamingScorer` scores new data window by
+one score per series; :func:`ensemble_scores` combines the per-step scores of several fits of one
+model (e.g. seeds of a deep network). Long recordings: :class:`StreamingScorer` scores new data window by
 window with a classical model fitted on a normal prefix, carrying the Kalman filter state, so
 that it compiles once however many windows it sees.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from tsssm._config import float64
@@ -126,6 +128,56 @@ def panel_scores(estimator, y, X=None, **options) -> np.ndarray:
             "per series (a long frame, a Series or an array (series, time))"
         )
     return array
+
+
+#: Rules of :func:`ensemble_scores`.
+ENSEMBLE_RULES = ("mixture", "mean", "max")
+
+
+def ensemble_scores(member_scores, *, rule: str = "mixture") -> np.ndarray:
+    r"""Per-step scores of an ensemble from its members' per-step scores :math:`s_{m,t} = -\log p_m(y_t \mid \cdot)`.
+
+    For several fits of one model that differ only in their random initialisation (a deep
+    ensemble: the anomaly scores of deep networks can depend on the seed more than their
+    held-out likelihood does):
+
+    - ``"mixture"``: :math:`-\log \frac1M \sum_m p_m(y_t \mid \cdot)`, the negative log density of the
+      equal-weight mixture of the members' predictive distributions (the ensemble's predictive);
+      a step is as unsurprising as the member that explains it best makes it;
+    - ``"mean"``: :math:`\frac1M \sum_m s_{m,t}` (the log of the geometric mean of the densities);
+    - ``"max"``: :math:`\max_m s_{m,t}`, the strictest member at each step.
+
+    Choose the rule on held-out data, like the aggregation of :func:`series_scores`.
+
+    Parameters
+    ----------
+    member_scores : sequence of arrays, all of one shape (e.g. ``(B, T)`` from :func:`panel_scores`)
+        One array of per-step scores per member; NaN (no score) must sit at the same entries in
+        every member.
+    rule : {"mixture", "mean", "max"}
+
+    Returns
+    -------
+    np.ndarray
+        The ensemble's scores, of the members' shape (NaN where theirs are).
+    """
+    if rule not in ENSEMBLE_RULES:
+        raise DataError(f"rule must be one of {ENSEMBLE_RULES}, got {rule!r}")
+    arrays = [np.asarray(m, dtype=float) for m in member_scores]
+    if not arrays:
+        raise DataError("ensemble_scores needs the scores of at least one member")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"the members' scores differ in shape: {sorted(shapes)}; score the same data with every member")
+    stacked = np.stack(arrays)
+    missing = np.isnan(stacked)
+    if np.any(missing.any(axis=0) != missing.all(axis=0)):
+        raise DataError("the members' scores are NaN at different entries; score the same data with every member")
+    if rule == "mean":
+        return stacked.mean(axis=0)
+    if rule == "max":
+        return stacked.max(axis=0)
+    return -(logsumexp(-stacked, axis=0) - np.log(len(arrays)))
 
 
 def _aggregate(array: np.ndarray, how: str, top_fraction: float) -> np.ndarray:
