@@ -41,3 +41,15 @@ def test_both_heads_match_the_cell_by_cell_scans_in_both_directions(num_variates
 def test_default_time_scan_follows_the_backend():
     expected = "sequential" if jax.default_backend() == "cpu" else "associative"
     assert scan.default_time_scan() == expected
+
+
+def test_network_builds_and_runs_with_float64_enabled():
+    """Under JAX's x64 mode every weight is float64 (a float32 constant among them broke the complex
+    transition of the seasonal head)."""
+    from tsssm._config import float64
+
+    with float64():
+        net = chimera.ChimeraNetwork(2, 4, 3, 2, 2, key=jax.random.key(0))
+        y = jax.random.normal(jax.random.key(1), (7, 2))
+        out = net(y, jnp.ones((7, 2), bool), jnp.ones(7))
+        assert out.dtype == jnp.float64 and out.shape == (7, 2, 2) and bool(jnp.all(jnp.isfinite(out)))

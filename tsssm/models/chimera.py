@@ -107,7 +107,7 @@ class SelectiveHead2D(eqx.Module):
 
     def __init__(self, channels: int, state_dim: int, oscillatory: bool, *, key):
         k = jax.random.split(key, 3)
-        n = jnp.arange(state_dim, dtype=jnp.float32)
+        n = jnp.arange(state_dim, dtype=float)  # the default float dtype, as the other weights (float64 under x64)
         shape = (2, channels, state_dim)
         if oscillatory:  # S4D-Lin
             self.log_decay = jnp.full(shape, math.log(0.5))
