@@ -144,7 +144,7 @@ def ensemble_scores(member_scores, *, rule: str = "mixture") -> np.ndarray:
     - ``"mixture"``: :math:`-\log \frac1M \sum_m p_m(y_t \mid \cdot)`, the negative log density of the
       equal-weight mixture of the members' predictive distributions (the ensemble's predictive);
       a step is as unsurprising as the member that explains it best makes it;
-    - ``"mean"``: :math:`\frac1M \sum_m s_{m,t}` (the log of the geometric mean of the densities);
+    - ``"mean"``: :math:`\frac1M \sum_m s_{m,t}` (minus the log of the geometric mean of the densities);
     - ``"max"``: :math:`\max_m s_{m,t}`, the strictest member at each step.
 
     Choose the rule on held-out data, like the aggregation of :func:`series_scores`.
