@@ -165,9 +165,12 @@ def ensemble_method(make, seeds):
 
     def fit(train):
         members = [make(random_state=seed).fit(train[:, :, None]) for seed in seeds]
+        last = {}  # the members' scores of the last array scored: every rule reuses them
 
         def member_scores(test):
-            return np.stack([anomaly.panel_scores(member, test) for member in members])
+            if last.get("test") is not test:
+                last.update(test=test, scores=np.stack([anomaly.panel_scores(member, test) for member in members]))
+            return last["scores"]
 
         return {label: partial(_combined, member_scores, rule) for rule, label in ENSEMBLE_LABELS.items()}
 
@@ -210,10 +213,10 @@ def methods(dmm_seconds: float, deep_seconds: float, chimera_seconds: float) -> 
         return estimator_method(lambda: tsssm.DeepMarkovModel(**(settings | kw)),
                                 {f"lead {lead}": {"lead": lead} for lead in DMM_LEADS})
 
-    def chimera(seeds=(0, 1, 2), **kw):
+    def chimera_ensemble(seeds=(0, 1, 2)):
         settings = {"channels": 8, "state_dim": 4, "num_layers": 2, "batch_size": 32, "max_epochs": 5000,
                     "patience": 100, "max_seconds": chimera_seconds, "lead": 25, "likelihood": "student_t"}
-        return ensemble_method(lambda **seed: tsssm.Chimera(**(settings | kw | seed)), seeds)
+        return ensemble_method(lambda **seed: tsssm.Chimera(**(settings | seed)), seeds)
 
     return {
         "nearest neighbour (k=1)": Method.single(knn_method(1)),
@@ -228,7 +231,7 @@ def methods(dmm_seconds: float, deep_seconds: float, chimera_seconds: float) -> 
             "z 8, widths 64, Student-t, 32 particles": dmm(likelihood="student_t"),
         }),
         f"Chimera ({chimera_seconds:.0f} s budget per network)": Method({
-            "8 channels, 4 states, 2 layers, lead 25, Student-t, 3 seeds": chimera(),
+            "8 channels, 4 states, 2 layers, lead 25, Student-t, 3 seeds": chimera_ensemble(),
         }),
         f"latent ODE ({deep_seconds:.0f} s budget)": Method({
             "z 8, widths 32, Gaussian, 16 samples": latent_ode(),
@@ -322,7 +325,7 @@ def main(argv=None):
         fit_seconds = time.perf_counter() - start
         scored = score(test)  # the first pass compiles
         start = time.perf_counter()
-        score(test)
+        score(test.copy())  # a new array: scorers may reuse the scores of the array they saw last
         throughput = len(test) / (time.perf_counter() - start)
         if aggregation is None:
             aggregation = aggregations_of(scored)[0]
