@@ -68,13 +68,17 @@ def test_steady_state_gradient_equals_full_recursion(monkeypatch, group, scaled,
     np.testing.assert_allclose(jax.grad(loglik)(1.0, True), jax.grad(loglik)(1.0, False), rtol=1e-7)
 
 
-def test_time_varying_offsets_keep_the_switch_exact():
-    model, params = CASES["level"]
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("offset", ["observation_offset", "transition_offset"])
+def test_time_varying_offsets_keep_the_switch_exact(name, offset):
+    """Univariate series: the stacked recursion and the steady steps read the step's own offsets."""
+    model, params = CASES[name]
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    y, mask = _series(1000, 2, ())
+    y, mask = _series(1000, 2, ((500, 530),))
     arrays, init = model.system(params, jnp.arange(1000.0), None)
-    offsets = jnp.asarray(np.random.default_rng(3).normal(size=(1000, 1)))
-    arrays = arrays._replace(observation_offset=offsets)
+    width = getattr(arrays, offset).shape[-1]
+    offsets = jnp.asarray(np.random.default_rng(3).normal(size=(1000, width)))
+    arrays = arrays._replace(**{offset: offsets})
     np.testing.assert_allclose(
         kalman.log_likelihood(arrays, init, y, mask),
         kalman.log_likelihood(arrays, init, y, mask, steady_state=False),

@@ -318,6 +318,52 @@ class _SteadyBlock(NamedTuple):
     offset_state: jax.Array  # (N,): sum_{i<b} L^{b-1-i} c
 
 
+class _Stacked(NamedTuple):
+    r"""Constant operands of the stacked univariate recursion (:func:`_stacked_step`).
+
+    With one observed column :math:`h` (``H = h^\top``) and invariant ``F, Q``, the filter
+    carries one ``(N, N + 2)`` array :math:`X = [P \mid a \mid k]`, with :math:`k = P h`, and one
+    step is
+
+    .. math::
+
+        s = h^\top k + r, \quad v = y - d - h^\top a, \quad
+        [P_f \mid a_f] = [P \mid a] - k\,[k^\top \mid -v] / s, \\
+        X' = F\,[P_f \mid a_f]\; \begin{bmatrix} F^\top & 0 & F^\top h \\ 0 & 1 & 0 \end{bmatrix}
+             + [Q \mid c \mid Q h],
+
+    so that :math:`X' = [F P_f F^\top + Q \mid F a_f + c \mid P' h]`: two fused products a step
+    instead of separate ones for the gain, the mean and the covariance. XLA:CPU then emits few
+    enough kernels for the loop body to run them inline on the calling thread (see
+    :data:`PLAIN_CHUNK`), about twice as fast for 13 states.
+    """
+
+    right: jax.Array  # (N + 1, N + 2)
+    offset: jax.Array  # (N, N + 2); column N holds the state offset c
+
+
+def _stacked_operands(F, Q, h, c) -> _Stacked:
+    N = F.shape[0]
+    right = jnp.zeros((N + 1, N + 2), F.dtype).at[:N, :N].set(F.T).at[:N, N + 1].set(F.T @ h).at[N, N].set(1.0)
+    return _Stacked(right, jnp.concatenate([Q, c[:, None], (Q @ h)[:, None]], axis=1))
+
+
+def _stacked_step(stacked, F, h, r, ops: _Stacked, y_t, observed, d_t):
+    """One step of the stacked univariate recursion: ``(X', v^2 / s, log s)`` (see :class:`_Stacked`).
+
+    A missing observation (``observed`` False) leaves :math:`[P \mid a]` unfiltered and adds
+    nothing (``s = 1``, ``v = 0``).
+    """
+    N = F.shape[0]
+    proj = jnp.sum(h[:, None] * stacked[:, N:], axis=0)  # [h'a, h'k]
+    k = stacked[:, N + 1]
+    s = jnp.where(observed, proj[1] + r, 1.0)
+    v = jnp.where(observed, y_t - d_t - proj[0], 0.0)
+    row = jnp.concatenate([jnp.where(observed, k, 0.0), -v[None]]) / s
+    filtered = stacked[:, : N + 1] - k[:, None] * row[None, :]
+    return _mm(_mm(F, filtered), ops.right) + ops.offset, v * v / s, jnp.log(s)
+
+
 def _steady_block(F, H, c, gain, size: int) -> _SteadyBlock:
     """:class:`_SteadyBlock` for a block of ``size`` steps (powers of L by doubling)."""
     N, D = gain.shape
@@ -467,8 +513,36 @@ def log_likelihood(
             steady=steady,
         )
 
+    def stacked_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
+        """The collapsed recursion with one observed column, as :class:`_Stacked` steps."""
+        F, h, r = arrays.transition, arrays.observation[0], arrays.observation_cov[0, 0]
+        N = F.shape[0]
+        constant_c = arrays.transition_offset if scanned[2] is None else jnp.zeros(N, dtype)  # varying: set per step
+        ops = _stacked_operands(F, arrays.transition_cov, h, constant_c)
+
+        def step(state, xs):
+            stacked, sums = state
+            sliced, y_t, m_t = xs
+            a = at(sliced)
+            step_ops = ops if scanned[2] is None else ops._replace(offset=ops.offset.at[:, N].set(a.transition_offset))
+            stacked, quad, log_s = _stacked_step(stacked, F, h, r, step_ops, y_t[0], m_t[0], a.observation_offset[0])
+            return (stacked, sums + jnp.stack([quad, -0.5 * (m_t[0] * LOG_2PI + log_s)])), None
+
+        head = jax.tree_util.tree_map(lambda x: x[:-1], run_xs)
+        last = jax.tree_util.tree_map(lambda x: x[-1], run_xs)
+        start = jnp.concatenate([carry.cov, carry.mean[:, None], (carry.cov @ h)[:, None]], axis=1)
+        state = jax.lax.scan(step, (start, jnp.zeros(2, dtype)), head)[0]
+        before = state[0][:, :N]
+        (stacked, sums), _ = step(state, last)
+        next_cov = symmetrize(stacked[:, :N])
+        change = jnp.max(jnp.abs(next_cov - before))
+        steady = jnp.all(last[2]) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
+        return _CollapsedCarry(stacked[:, N], next_cov, sums[0], sums[1], steady)
+
     def collapsed_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
         """:func:`collapsed` over a run of steps, checking convergence at the last one."""
+        if D == 1:
+            return stacked_run(carry, run_xs)
         head = jax.tree_util.tree_map(lambda x: x[:-1], run_xs)
         last = jax.tree_util.tree_map(lambda x: x[-1], run_xs)
         carry = jax.lax.scan(lambda c, x: (collapsed(c, x, False), None), carry, head)[0]
