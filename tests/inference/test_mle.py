@@ -126,8 +126,8 @@ def test_an_unbounded_likelihood_is_an_error_not_a_result():
 
 
 def test_long_series_take_the_steady_state_switch_and_agree(monkeypatch):
-    """From ``STEADY_STATE_MIN_STEPS`` steps a 13-state model takes the kernel's steady-state
-    switch, one step shorter the plain recursion; both are the exact likelihood, so on the same
+    """From ``STEADY_STATE_MIN_STEPS`` steps the value takes the kernel's steady-state switch,
+    one step shorter the plain recursion; both are the exact likelihood, so on the same
     series they agree to the switch's round-off (rtol 1e-9, see test_kalman_steady_state.py)."""
     monkeypatch.setattr(mle, "STEADY_STATE_MIN_STEPS", 3000)  # the rule, on a test-sized series
     T = 3000

@@ -49,23 +49,28 @@ def test_steady_state_switch_equals_full_recursion(name, gaps):
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask, chunk=37), full, rtol=1e-9)
 
 
-@pytest.mark.parametrize(
-    "group, scaled, gap",
-    [(None, "sigma2_level", (400, 420)), pytest.param(2, "sigma2_seasonal", (900, 920), marks=pytest.mark.slow)],
-)  # the grouped case (~20 s) runs in the slow tier; the groups' values are checked by the fast tests below
-def test_steady_state_gradient_equals_full_recursion(monkeypatch, group, scaled, gap):
-    """Group 2: a test-sized series takes the grouped block form (see the next tests)."""
-    if group is not None:
-        monkeypatch.setattr(kalman, "STEADY_GROUP", group)
+@pytest.mark.parametrize("scaled", ["sigma2_level", "sigma2_seasonal"])
+def test_derivatives_are_those_of_the_full_recursion(scaled):
+    """Under differentiation the switch hands over to the full recursion (value and derivative),
+    in reverse and forward mode; the value alone still takes the switch (round-off apart)."""
     model, params = CASES["trend+seasonal12"]
-    y, mask = _series(1500, 1, (gap,))
+    y, mask = _series(1500, 1, ((400, 420),))
 
     def loglik(scale, steady):
         p = {k: jnp.asarray(v) * (scale if k == scaled else 1.0) for k, v in params.items()}
         arrays, init = model.system(p, jnp.arange(1500.0), None)
         return kalman.log_likelihood(arrays, init, y, mask, steady_state=steady)
 
-    np.testing.assert_allclose(jax.grad(loglik)(1.0, True), jax.grad(loglik)(1.0, False), rtol=1e-7)
+    value, grad = jax.value_and_grad(loglik)(1.0, True)
+    full_value, full_grad = jax.value_and_grad(loglik)(1.0, False)
+    np.testing.assert_allclose(value, full_value, rtol=1e-13)
+    np.testing.assert_allclose(grad, full_grad, rtol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(loglik)(1.0, True), full_grad, rtol=1e-10)
+    np.testing.assert_allclose(loglik(1.0, True), full_value, rtol=1e-9)
+    # and the derivative is right: central difference of the full recursion
+    step = 1e-5
+    difference = (loglik(1.0 + step, False) - loglik(1.0 - step, False)) / (2 * step)
+    np.testing.assert_allclose(grad, difference, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -137,21 +142,22 @@ def test_steady_block_operators_match_the_step_recursion():
     np.testing.assert_allclose(ops.power @ a0 + ops.to_state @ e.reshape(-1) + ops.offset_state, a, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("group", [2, 3])
-def test_groups_of_steady_chunks_equal_the_full_recursion(monkeypatch, group):
-    """Small ``STEADY_GROUP`` so that test-sized series take the grouped block form.
+@pytest.mark.parametrize("T, gaps", [(2000, ((1300, 1302), (1700, 1750))), (2011, ()), (2011, ((2005, 2006),))])
+def test_steady_tail_equals_full_recursion(T, gaps):
+    """Once steady with every remaining step observed, the rest is taken in one go.
 
-    Group 3 does not divide the number of chunks (padding chunks at the end); the gaps put
-    missing values inside groups that come after the covariance has converged.
+    Gaps after convergence delay the tail until the last of them; T = 2011 pads the last chunk
+    (the padding must not count); a gap in the last chunk leaves no tail at all.
     """
-    monkeypatch.setattr(kalman, "STEADY_GROUP", group)
     model, params = CASES["trend+seasonal12"]
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    y, mask = _series(2000, 0, ((1300, 1302), (1700, 1750)))
-    arrays, init = model.system(params, jnp.arange(2000.0), None)
+    y, mask = _series(T, 0, gaps)
+    arrays, init = model.system(params, jnp.arange(float(T)), None)
     full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask), full, rtol=1e-9)
 
+
+def test_steady_tail_of_multivariate_series_with_varying_observation_offsets():
     arrays, init, y, mask = _random_multivariate(8, 1000)
     arrays = arrays._replace(observation_offset=jnp.asarray(np.random.default_rng(9).normal(size=(1000, 3))))
     full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)

@@ -118,10 +118,9 @@ class SeriesData(NamedTuple):
     inputs: jax.Array | None
 
 
-#: Series length and state dimension from which :func:`log_likelihood` takes the kernel's
-#: steady-state switch (see its docstring for the trade-off).
+#: Series length from which :func:`log_likelihood` takes the kernel's steady-state switch (see
+#: its docstring for the trade-off).
 STEADY_STATE_MIN_STEPS = 100_000
-STEADY_STATE_MIN_STATES = 3
 # Largest max |gradient| of the mean negative log-likelihood (unconstrained scale) accepted as an
 # optimum when round-off stops the search before ``gtol``; SciPy's BFGS takes over above it.
 CONVERGED_GRADIENT = 1e-4
@@ -130,28 +129,23 @@ CONVERGED_GRADIENT = 1e-4
 def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     """Exact diffuse log-likelihood of ``data`` under ``model`` with constrained ``params``.
 
-    Series of at least ``STEADY_STATE_MIN_STEPS`` steps with at least ``STEADY_STATE_MIN_STATES``
-    states use the kernel's steady-state switch; shorter ones the plain recursion. The switch is
-    much faster per step but compiles slower, and its derivative far slower, which only pays
-    back over many evaluations of a very long series. Measured on the 2-core box for local
-    linear trend + seasonal 12 (13 states), plain recursion vs switch:
+    Series of at least ``STEADY_STATE_MIN_STEPS`` steps take the kernel's steady-state switch for
+    the value; derivatives (fits, NUTS, standard errors) always come from the plain recursion
+    (:func:`tsssm.kernels.kalman.log_likelihood`), so the switch only changes value-only calls
+    (``score``, a fit with every parameter fixed, per-draw likelihoods). It runs much faster
+    per step but compiles slower, which pays back on long series or repeated calls. Measured on
+    the 2-core box, compile and warm run of the value, plain recursion vs switch:
 
-    ==========================  ===================  ====================
-    steps, what                 plain: compile, run  switch: compile, run
-    ==========================  ===================  ====================
-    5,000, value                0.5 s, 14 ms         2.7 s, 4.0 ms
-    20,000, value               0.5 s, 58 ms         3.2 s, 4.1 ms
-    20,000, value + gradient    2.4 s, 117 ms        19 s, 83 ms
-    50,000, value + gradient    2.8 s, 314 ms        21 s, 178 ms
-    ==========================  ===================  ====================
-
-    A fit evaluates the value and gradient some 30-100 times, so below ~100,000 steps the plain
-    recursion finishes first; call :func:`tsssm.kernels.kalman.log_likelihood` directly for many
-    value-only evaluations of a long series. With one or two states the plain recursion is cheap
-    per step already.
+    ============================  ===================  ====================
+    model, steps                  plain: compile, run  switch: compile, run
+    ============================  ===================  ====================
+    local level, 100,000          0.2 s, 2.5 ms        1.1 s, 0.6-1.1 ms
+    LLT + seasonal 12, 20,000     0.4 s, 58 ms         1.6 s, 3.3 ms
+    LLT + seasonal 12, 100,000    0.4 s, 265-290 ms    2.0 s, 3.5-3.8 ms
+    ============================  ===================  ====================
     """
     arrays, init = model.system(params, data.times, data.inputs)
-    steady = data.values.shape[0] >= STEADY_STATE_MIN_STEPS and init.mean.shape[0] >= STEADY_STATE_MIN_STATES
+    steady = data.values.shape[0] >= STEADY_STATE_MIN_STEPS
     return kalman.log_likelihood(arrays, init, data.values, data.mask, steady_state=steady)
 
 

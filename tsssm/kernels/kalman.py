@@ -39,6 +39,7 @@ All functions are pure JAX, jit- and vmap-friendly, and compute in the dtype of 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -349,7 +350,7 @@ def _stacked_operands(F, Q, h, c) -> _Stacked:
 
 
 def _stacked_step(stacked, F, h, r, ops: _Stacked, y_t, observed, d_t):
-    """One step of the stacked univariate recursion: ``(X', v^2 / s, log s)`` (see :class:`_Stacked`).
+    r"""One step of the stacked univariate recursion: ``(X', v^2 / s, log s)`` (see :class:`_Stacked`).
 
     A missing observation (``observed`` False) leaves :math:`[P \mid a]` unfiltered and adds
     nothing (``s = 1``, ``v = 0``).
@@ -410,9 +411,6 @@ def _collapse_carry(mean, cov, info_sum):
 #: Steps per inner scan of :func:`log_likelihood` without the steady-state switch.
 PLAIN_CHUNK = 16
 
-#: Chunks that :func:`log_likelihood` advances in one go once the filter is steady and they are
-#: fully observed (block form only); otherwise they are taken chunk by chunk.
-STEADY_GROUP = 16
 
 
 def _chunks(xs, chunk: int):
@@ -447,27 +445,49 @@ def log_likelihood(
     """Exact (diffuse) log-likelihood of ``y`` (T, D); a lean scan that stores nothing per step.
 
     With ``steady_state=True`` (the default) and time-invariant ``F, Q, H, R`` (the offsets may
-    vary), the scan runs over chunks of ``chunk`` steps. Once the diffuse vector is identified
+    vary), the filter runs over chunks of ``chunk`` steps. Once the diffuse vector is identified
     (and folded into the state) and the predicted covariance has converged (max change below
     1e-12 of its largest entry), a chunk without missing entries takes cheap mean-only updates
     with the steady-state gain (whole blocks of steps per matrix product, see
     :class:`_SteadyBlock`, when the state offset ``c`` is constant); a chunk with a missing entry
     goes back to full updates until the covariance converges again. This is statsmodels'
     steady-state switch; the result differs from the full recursion only by the converged
-    covariance's round-off. On long series (at least ``2 * STEADY_GROUP`` chunks) the block form
-    takes ``STEADY_GROUP`` steady, fully observed chunks in one go, with the products of all
-    their data taken at once; only the block-to-block mean recursion stays sequential.
+    covariance's round-off. Once the filter is steady and every remaining step is observed, all
+    the remaining blocks are taken at once: only their block-to-block mean recursion stays
+    sequential.
 
-    Cost on the 2-core development box (LLT + seasonal 12, 13 states, 100,000 steps): ~3,500
-    full updates at ~1 us each before the covariance converges (their 13 x 13 products are
-    what remains), then ~20 ns per steady step.
+    **Derivatives** of this function (``jax.grad``, ``jax.jvp``, ...) are those of the full
+    recursion (``steady_state=False``): under differentiation the value is the full recursion's
+    too. The switch's branches and loops would compile 5-10x slower in reverse mode for no gain
+    at the lengths fits see (``docs/dev/design.md``).
+
+    Cost on the 2-core development box (LLT + seasonal 12, 13 states, 100,000 steps): ~3,000
+    full updates at ~0.4 us each before the covariance converges (one observed column: the
+    stacked recursion of :class:`_Stacked`), then ~5 ns per steady step.
     """
+    scanned, _ = _time_step(arrays, y.shape[0])
+    if steady_state and all(scanned[i] is None for i in (0, 1, 3, 4)):  # F, Q, H, R invariant
+        return _switched_log_likelihood(arrays, init, y, mask, chunk)
+    return _lean_log_likelihood(arrays, init, y, mask, False, chunk)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _switched_log_likelihood(arrays, init, y, mask, chunk):
+    return _lean_log_likelihood(arrays, init, y, mask, True, chunk)
+
+
+@_switched_log_likelihood.defjvp
+def _full_recursion_derivative(chunk, primals, tangents):
+    return jax.jvp(lambda *args: _lean_log_likelihood(*args, False, chunk), primals, tangents)
+
+
+def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax.Array:
+    """:func:`log_likelihood` with (``switch``) or without the steady-state switch."""
     scanned, at = _time_step(arrays, y.shape[0])
     mean0, cov0 = _augmented_initial(init)
     num_aug = mean0.shape[1]
     dtype = cov0.dtype
     D = y.shape[1]
-    switch = steady_state and all(scanned[i] is None for i in (0, 1, 3, 4))  # F, Q, H, R invariant
 
     def full(carry: _LeanCarry, xs) -> _LeanCarry:
         sliced, y_t, m_t = xs
@@ -569,21 +589,31 @@ def log_likelihood(
         blocks = None if block_size is None else _steady_block(arrays.transition, H, arrays.transition_offset, gain, block_size)
         return _SteadyState(inv_S, log_det_S, gain, blocks)
 
-    def fast_blocks(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
-        """Mean-only steady-state updates over a run of steps, ``block_size`` steps per product.
+    def block_run(mean, ops: _SteadyState, e, active):
+        """Mean-only steady-state updates over whole blocks of ``block_size`` steps.
 
-        Only the block-to-block mean recursion is sequential; the products with the data of
-        every block are taken at once, outside that loop.
+        ``e`` (num_blocks, block_size * D) are the data minus their offsets; blocks where
+        ``active`` is False leave the mean unchanged. Only the block-to-block mean recursion is
+        sequential: the products with the data of every block are taken at once, outside it.
+        Returns the final mean and the innovations (num_blocks * block_size, D).
         """
+        blk = ops.blocks
+        drive = e @ blk.to_state.T + blk.offset_state
+
+        def advance(mean, xs):
+            u, on = xs
+            return jnp.where(on, jnp.sum(blk.power * mean, axis=1) + u, mean), mean
+
+        final_mean, starts = jax.lax.scan(advance, mean, (drive, active))
+        v = e - e @ blk.convolution.T - starts @ blk.to_innovation.T - blk.offset_innovation
+        return final_mean, v.reshape(-1, D)
+
+    def fast_blocks(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
+        """Mean-only steady-state updates over a chunk, ``block_size`` steps per product."""
         sliced, y_c, _ = chunk_xs
         offset = arrays.observation_offset if sliced[5] is None else sliced[5]
-        blk = ops.blocks
         e = (y_c - offset).reshape(-1, block_size * D)
-        drive = e @ blk.to_state.T + blk.offset_state
-        final_mean, starts = jax.lax.scan(
-            lambda mean, u: (jnp.sum(blk.power * mean, axis=1) + u, mean), carry.mean[:, 0], drive
-        )
-        v = (e - e @ blk.convolution.T - starts @ blk.to_innovation.T - blk.offset_innovation).reshape(-1, D)
+        final_mean, v = block_run(carry.mean[:, 0], ops, e, jnp.ones(e.shape[0], bool))
         return final_mean, jnp.sum((v @ ops.inv_S) * v)
 
     def fast_steps(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
@@ -599,18 +629,17 @@ def log_likelihood(
 
         return jax.lax.scan(body, (carry.mean[:, 0], jnp.zeros((), dtype)), chunk_xs)[0]
 
-    def fast(carry: _LeanCarry, ops: _SteadyState, run_xs, num_steps: int):
-        mean, quad = (fast_steps if block_size is None else fast_blocks)(carry, ops, run_xs)
-        carry = carry._replace(
+    def with_steady_steps(carry: _LeanCarry, ops: _SteadyState, mean, quad, num_steps) -> _LeanCarry:
+        return carry._replace(
             mean=carry.mean.at[:, 0].set(mean),  # the diffuse columns are zero by now
             info_sum=carry.info_sum.at[0, 0].add(quad),
             norm_sum=carry.norm_sum - 0.5 * num_steps * (D * LOG_2PI + ops.log_det_S),
         )
-        return carry, ops
 
-    def run_chunk(state, chunk_in):
-        chunk_xs, padding = chunk_in
-        carry, ops = state
+    def run_chunk(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
+        def fast_chunk(carry, ops):
+            mean, quad = (fast_steps if block_size is None else fast_blocks)(carry, ops, chunk_xs)
+            return with_steady_steps(carry, ops, mean, quad, chunk), ops
 
         def full_chunk(collapsing):
             def run(carry, ops):
@@ -636,33 +665,48 @@ def log_likelihood(
             return run
 
         # 0: steady and fully observed -> mean-only; 1: full updates; 2: full updates, then an
-        # attempt to fold the diffuse vector in (only until that has happened); 3: a chunk of
-        # padding after the last step (it cannot change the likelihood): nothing.
+        # attempt to fold the diffuse vector in (only until that has happened)
         branch = jnp.where(carry.steady & jnp.all(chunk_xs[2]), 0, jnp.where(carry.collapsed, 1, 2))
-        branches = [lambda carry, ops: fast(carry, ops, chunk_xs, chunk), full_chunk(False), full_chunk(True), lambda *state: state]
-        return jax.lax.switch(jnp.where(padding, 3, branch), branches, carry, ops), None
-
-    def run_group(state, group_in):
-        """``STEADY_GROUP`` chunks: at once if steady and fully observed, else chunk by chunk."""
-        group_xs, _ = group_in
-        flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), group_xs)
-        steady = state[0].steady & jnp.all(group_xs[2])
-        by_chunks = lambda carry, ops: jax.lax.scan(run_chunk, (carry, ops), group_in)[0]
-        return jax.lax.cond(steady, lambda carry, ops: fast(carry, ops, flat, STEADY_GROUP * chunk), by_chunks, *state), None
+        return jax.lax.switch(branch, [fast_chunk, full_chunk(False), full_chunk(True)], carry, ops)
 
     ops0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(steady_state_of, cov0))
     chunked = _chunks(xs, chunk)
     num_chunks = chunked[1].shape[0]
-    # groups of chunks pay off on long series only (block form); the last group is padded
-    group = STEADY_GROUP if block_size is not None and num_chunks >= 2 * STEADY_GROUP else 1
-    extra = -num_chunks % group
-    padded = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.zeros((extra,) + x.shape[1:], x.dtype)]), chunked)
-    padding = jnp.arange(num_chunks + extra) >= num_chunks
-    if group == 1:
-        (final, _), _ = jax.lax.scan(run_chunk, (carry0, ops0), (padded, padding))
-    else:
-        grouped = jax.tree_util.tree_map(lambda x: x.reshape((-1, group) + x.shape[1:]), (padded, padding))
-        (final, _), _ = jax.lax.scan(run_group, (carry0, ops0), grouped)
+    real = _chunks(jnp.ones(y.shape[0], bool), chunk)  # False on the padding of the last chunk
+    # observed_from[i]: every step from chunk i to the end is fully observed
+    chunk_observed = jnp.all(chunked[2] | ~real[..., None], axis=(1, 2)).astype(jnp.int32)
+    observed_from = jax.lax.cummin(chunk_observed, reverse=True).astype(bool)
+    tail_possible = block_size is not None
+
+    def keep_going(state):
+        i, _, _, tail_from = state
+        return (i < num_chunks) & (tail_from == num_chunks)
+
+    def next_chunk(state):
+        i, carry, ops, tail_from = state
+        chunk_xs = jax.tree_util.tree_map(lambda x: x[i], chunked)
+        if not tail_possible:
+            return (i + 1, *run_chunk(carry, ops, chunk_xs), tail_from)
+        tail_now = carry.steady & observed_from[i]
+        carry, ops = jax.lax.cond(tail_now, lambda c, o: (c, o), lambda c, o: run_chunk(c, o, chunk_xs), carry, ops)
+        return i + 1, carry, ops, jnp.where(tail_now, i, tail_from)
+
+    start = (jnp.asarray(0), carry0, ops0, jnp.asarray(num_chunks))
+    _, final, ops, tail_from = jax.lax.while_loop(keep_going, next_chunk, start)
+    if tail_possible:
+
+        def steady_tail(carry: _LeanCarry) -> _LeanCarry:
+            """Every step from chunk ``tail_from`` on: steady and fully observed, all blocks at once."""
+            sliced, y_all, _ = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), chunked)
+            offset = arrays.observation_offset if sliced[5] is None else sliced[5]
+            e = (y_all - offset).reshape(-1, block_size * D)
+            first_block = tail_from * (chunk // block_size)
+            mean, v = block_run(carry.mean[:, 0], ops, e, jnp.arange(e.shape[0]) >= first_block)
+            counted = (jnp.arange(v.shape[0]) >= first_block * block_size) & real.reshape(-1)
+            quad = jnp.sum(jnp.where(counted[:, None], (v @ ops.inv_S) * v, 0.0))
+            return with_steady_steps(carry, ops, mean, quad, jnp.sum(counted))
+
+        final = jax.lax.cond(tail_from < num_chunks, steady_tail, lambda carry: carry, final)
     return diffuse_log_likelihood(final.info_sum, final.norm_sum)
 
 
