@@ -533,12 +533,14 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
             steady=steady,
         )
 
-    def stacked_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
-        """The collapsed recursion with one observed column, as :class:`_Stacked` steps."""
+    if D == 1 and switch:  # operands of the stacked recursion, built once
         F, h, r = arrays.transition, arrays.observation[0], arrays.observation_cov[0, 0]
         N = F.shape[0]
         constant_c = arrays.transition_offset if scanned[2] is None else jnp.zeros(N, dtype)  # varying: set per step
         ops = _stacked_operands(F, arrays.transition_cov, h, constant_c)
+
+    def stacked_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
+        """The collapsed recursion with one observed column, as :class:`_Stacked` steps."""
 
         def step(state, xs):
             stacked, sums = state
