@@ -496,12 +496,8 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
             carry.mean, carry.cov, y_t, m_t, a.observation, a.observation_cov, a.observation_offset
         )
         next_mean, next_cov = _predict(f_mean, f_cov, a.transition, a.transition_cov, a.transition_offset)
-        carry = carry._replace(info_sum=carry.info_sum + info, norm_sum=carry.norm_sum + log_norm)
-        if not switch:
-            return carry._replace(mean=next_mean, cov=next_cov)
-        change = jnp.max(jnp.abs(next_cov - carry.cov))
-        steady = carry.collapsed & jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
-        return carry._replace(mean=next_mean, cov=next_cov, steady=steady)
+        # (with the switch this runs only until the diffuse vector is folded in: never steady)
+        return carry._replace(mean=next_mean, cov=next_cov, info_sum=carry.info_sum + info, norm_sum=carry.norm_sum + log_norm)
 
     def collapsed(carry: _CollapsedCarry, xs, check: bool) -> _CollapsedCarry:
         """One full update once the diffuse vector is folded in: vector mean, no augmented columns.
