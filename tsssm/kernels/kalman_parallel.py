@@ -299,7 +299,7 @@ def log_likelihood(
     mask: jax.Array,
     *,
     steady_state: bool = True,
-    chunk: int = 64,
+    chunk: int = 32,
 ) -> jax.Array:
     r"""Exact (diffuse) log-likelihood of ``y`` (T, D) from the associative-scan filter.
 
