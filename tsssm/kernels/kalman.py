@@ -287,7 +287,7 @@ class _SteadyState(NamedTuple):
     inv_S: jax.Array  # (D, D) inverse innovation covariance
     log_det_S: jax.Array
     gain: jax.Array  # (N, D) Kalman gain
-    blocks: "_SteadyBlock | None"  # operators over a block of steps (None: step by step)
+    blocks: _SteadyBlock | None  # operators over a block of steps (None: step by step)
 
 
 class _SteadyBlock(NamedTuple):
@@ -336,7 +336,7 @@ class _Stacked(NamedTuple):
     so that :math:`X' = [F P_f F^\top + Q \mid F a_f + c \mid P' h]`: two fused products a step
     instead of separate ones for the gain, the mean and the covariance. XLA:CPU then emits few
     enough kernels for the loop body to run them inline on the calling thread (see
-    :data:`PLAIN_CHUNK`), about twice as fast for 13 states.
+    :func:`_chunks`), about twice as fast for 13 states.
     """
 
     right: jax.Array  # (N + 1, N + 2)
@@ -410,7 +410,6 @@ def _collapse_carry(mean, cov, info_sum):
 
 #: Steps per inner scan of :func:`log_likelihood` without the steady-state switch.
 PLAIN_CHUNK = 16
-
 
 
 def _chunks(xs, chunk: int):
