@@ -165,3 +165,17 @@ def test_steady_tail_of_multivariate_series_with_varying_observation_offsets():
     arrays = arrays._replace(observation_offset=jnp.asarray(np.random.default_rng(9).normal(size=(1000, 3))))
     full = kalman.log_likelihood(arrays, init, y, mask, steady_state=False)
     np.testing.assert_allclose(kalman.log_likelihood(arrays, init, y, mask), full, rtol=1e-10)
+
+
+def test_switch_under_vmap_equals_each_series_full_recursion():
+    """A batch of series (pooled likelihoods, per-draw values) runs the switch under ``vmap``:
+    the series converge, meet gaps and reach their steady tail at different chunks."""
+    model, params = CASES["level"]
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    series = [_series(1200, seed, gaps) for seed, gaps in [(5, ()), (6, ((700, 760),)), (7, ((1190, 1200),))]]
+    y, mask = jnp.stack([s[0] for s in series]), jnp.stack([s[1] for s in series])
+    arrays, init = model.system(params, jnp.arange(1200.0), None)
+    batched = jax.jit(jax.vmap(lambda y, m: kalman.log_likelihood(arrays, init, y, m)))(y, mask)
+    for b in range(3):
+        full = kalman.log_likelihood(arrays, init, y[b], mask[b], steady_state=False)
+        np.testing.assert_allclose(batched[b], full, rtol=1e-9)
