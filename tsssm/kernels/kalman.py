@@ -412,6 +412,17 @@ def _collapse_carry(mean, cov, info_sum):
 PLAIN_CHUNK = 16
 
 
+#: The steady-state switch of :func:`log_likelihood` takes the covariance as converged when one
+#: step changes no entry by more than this fraction of its largest entry.
+STEADY_TOLERANCE = 1e-12
+
+
+def _converged(next_cov, cov, observed) -> jax.Array:
+    """True when a fully observed step moved the predicted covariance by round-off only."""
+    change = jnp.max(jnp.abs(next_cov - cov))
+    return jnp.all(observed) & (change <= STEADY_TOLERANCE * jnp.max(jnp.abs(next_cov)))
+
+
 def _chunks(xs, chunk: int):
     """Split the leading time axis of every array in ``xs`` into ``(num_chunks, chunk, ...)``.
 
@@ -446,7 +457,7 @@ def log_likelihood(
     With ``steady_state=True`` (the default) and time-invariant ``F, Q, H, R`` (the offsets may
     vary), the filter runs over chunks of ``chunk`` steps. Once the diffuse vector is identified
     (and folded into the state) and the predicted covariance has converged (max change below
-    1e-12 of its largest entry), a chunk without missing entries takes cheap mean-only updates
+    ``STEADY_TOLERANCE`` of its largest entry), a chunk without missing entries takes cheap mean-only updates
     with the steady-state gain (whole blocks of steps per matrix product, see
     :class:`_SteadyBlock`, when the state offset ``c`` is constant); a chunk with a missing entry
     goes back to full updates until the covariance converges again. This is statsmodels'
@@ -521,8 +532,7 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
         steady = jnp.asarray(False)
         if check:
             next_cov = symmetrize(next_cov)
-            change = jnp.max(jnp.abs(next_cov - carry.cov))
-            steady = jnp.all(m_t) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
+            steady = _converged(next_cov, carry.cov, m_t)
         return _CollapsedCarry(
             mean=next_mean,
             cov=next_cov,
@@ -531,7 +541,8 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
             steady=steady,
         )
 
-    if D == 1 and switch:  # operands of the stacked recursion, built once
+    stacked_path = D == 1 and switch  # the collapsed updates as _Stacked steps
+    if stacked_path:  # their operands, built once
         F, h, r = arrays.transition, arrays.observation[0], arrays.observation_cov[0, 0]
         N = F.shape[0]
         constant_c = arrays.transition_offset if scanned[2] is None else jnp.zeros(N, dtype)  # varying: set per step
@@ -555,13 +566,11 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
         before = state[0][:, :N]
         (stacked, sums), _ = step(state, last)
         next_cov = symmetrize(stacked[:, :N])
-        change = jnp.max(jnp.abs(next_cov - before))
-        steady = jnp.all(last[2]) & (change <= 1e-12 * jnp.max(jnp.abs(next_cov)))
-        return _CollapsedCarry(stacked[:, N], next_cov, sums[0], sums[1], steady)
+        return _CollapsedCarry(stacked[:, N], next_cov, sums[0], sums[1], _converged(next_cov, before, last[2]))
 
     def collapsed_run(carry: _CollapsedCarry, run_xs) -> _CollapsedCarry:
         """:func:`collapsed` over a run of steps, checking convergence at the last one."""
-        if D == 1:
+        if stacked_path:
             return stacked_run(carry, run_xs)
         head = jax.tree_util.tree_map(lambda x: x[:-1], run_xs)
         last = jax.tree_util.tree_map(lambda x: x[-1], run_xs)
@@ -608,11 +617,14 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
         v = e - e @ blk.convolution.T - starts @ blk.to_innovation.T - blk.offset_innovation
         return final_mean, v.reshape(-1, D)
 
+    def block_data(sliced, y_run):
+        """The data of a run of whole blocks minus their offsets, one row per block."""
+        offset = arrays.observation_offset if sliced[5] is None else sliced[5]
+        return (y_run - offset).reshape(-1, block_size * D)
+
     def fast_blocks(carry: _LeanCarry, ops: _SteadyState, chunk_xs):
         """Mean-only steady-state updates over a chunk, ``block_size`` steps per product."""
-        sliced, y_c, _ = chunk_xs
-        offset = arrays.observation_offset if sliced[5] is None else sliced[5]
-        e = (y_c - offset).reshape(-1, block_size * D)
+        e = block_data(chunk_xs[0], chunk_xs[1])
         final_mean, v = block_run(carry.mean[:, 0], ops, e, jnp.ones(e.shape[0], bool))
         return final_mean, jnp.sum((v @ ops.inv_S) * v)
 
@@ -698,8 +710,7 @@ def _lean_log_likelihood(arrays, init, y, mask, switch: bool, chunk: int) -> jax
         def steady_tail(carry: _LeanCarry) -> _LeanCarry:
             """Every step from chunk ``tail_from`` on: steady and fully observed, all blocks at once."""
             sliced, y_all, _ = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), chunked)
-            offset = arrays.observation_offset if sliced[5] is None else sliced[5]
-            e = (y_all - offset).reshape(-1, block_size * D)
+            e = block_data(sliced, y_all)
             first_block = tail_from * (chunk // block_size)
             mean, v = block_run(carry.mean[:, 0], ops, e, jnp.arange(e.shape[0]) >= first_block)
             counted = (jnp.arange(v.shape[0]) >= first_block * block_size) & real.reshape(-1)
