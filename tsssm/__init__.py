@@ -9,19 +9,17 @@ One scikit-learn-like API over the model families::
     fc.mean, fc.interval(0.95)
 
 The classical family computes in float64 without touching JAX's global settings
-(see :mod:`tsssm._config`).
+(see :mod:`tsssm._config`). The neural families and :mod:`tsssm.anomaly` are imported on first
+use, which keeps ``import tsssm`` short for classical work.
 """
 
-from tsssm import anomaly, datasets
+import importlib
+
+from tsssm import datasets
 from tsssm.errors import ConvergenceWarning, DataError, NotFittedError, NumericalError
 from tsssm.estimators import (
     ARIMA,
-    Chimera,
-    ChimeraClassifier,
-    DeepMarkovModel,
     DynamicFactor,
-    LatentODE,
-    LatentSDE,
     LinearGaussianSSM,
     LocalLevel,
     LocalLinearTrend,
@@ -30,6 +28,7 @@ from tsssm.estimators import (
     fit_many,
     load,
 )
+from tsssm.estimators import LAZY_ESTIMATORS as _LAZY_ESTIMATORS
 from tsssm.forecast import Forecast
 from tsssm.models import components
 
@@ -59,3 +58,16 @@ __all__ = [
     "fit_many",
     "load",
 ]
+
+
+def __getattr__(name):
+    if name == "anomaly":
+        return importlib.import_module("tsssm.anomaly")
+    if name in _LAZY_ESTIMATORS:
+        value = globals()[name] = getattr(importlib.import_module("tsssm.estimators"), name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

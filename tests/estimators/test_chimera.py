@@ -1,5 +1,8 @@
 """tsssm.Chimera and tsssm.ChimeraClassifier: learning, causality, padding, forecasts, persistence, errors."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,7 +107,7 @@ def test_lead_predicts_ahead_and_forecasts_directly(tmp_path):
     """With lead 3, the prediction of row t sees only rows <= t - 3 (data changed from row 120 on
     moves no prediction before row 123, and moves row 123); the first 3 forecast steps need no
     draws: their means are the network's predictions of the rows after the history; a saved
-    model keeps its lead."""
+    model keeps its lead, also when loaded by a fresh process."""
     data = seasonal_ar(160, seed=1)
     model = tsssm.Chimera(lead=3, max_epochs=3, random_state=0, **TINY).fit(data.iloc[:150])
     base = model.predict(data).mean
@@ -120,9 +123,14 @@ def test_lead_predicts_ahead_and_forecasts_directly(tmp_path):
     np.testing.assert_allclose(fc.mean.iloc[:3].to_numpy(), direct.to_numpy(), rtol=1e-4, atol=1e-4)
     assert fc.samples.shape == (50, 5, 3) and np.all(np.isfinite(fc.samples))
     assert model.score(data) == pytest.approx(-model.score_samples(data).sum(), rel=1e-9)
-    loaded = tsssm.load(model.save(tmp_path / "lead.npz"))
+    path = model.save(tmp_path / "lead.npz")
+    loaded = tsssm.load(path)
     assert loaded.lead == 3
     pd.testing.assert_frame_equal(loaded.predict(data).mean, base)
+    # a process that has not imported the neural families yet loads it too (they import on first use)
+    code = "import sys, tsssm; fresh = 'tsssm.estimators.chimera' not in sys.modules; m = tsssm.load(sys.argv[1]); print(fresh, type(m).__name__, m.lead)"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "Chimera", "3"]
 
 
 def test_clear_errors(fitted):

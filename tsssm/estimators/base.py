@@ -86,6 +86,10 @@ def load(path):
         arrays = {k[len("array:") :]: npz[k] for k in npz.files if k.startswith("array:")}
     if document.get("format") != "tsssm" or document.get("version") != FORMAT_VERSION:
         raise DataError(f"{path} was written by an incompatible tsssm version ({document.get('version')})")
+    if document["class"] not in _REGISTRY:  # an estimator of a family not imported yet registers on import
+        import tsssm.estimators
+
+        getattr(tsssm.estimators, document["class"], None)
     cls = _REGISTRY.get(document["class"])
     if cls is None:
         raise DataError(f"{path} holds an unknown estimator class {document['class']!r}")
