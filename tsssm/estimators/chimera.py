@@ -10,12 +10,12 @@ from __future__ import annotations
 from functools import partial
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClassifierMixin
 
+from tsssm._config import jit
 from tsssm.data import future_times
 from tsssm.errors import DataError
 from tsssm.estimators._sequence import SequenceEstimator, SequenceForecaster
@@ -28,7 +28,7 @@ from tsssm.models import chimera
 EVAL_CHUNK = 16
 
 
-@eqx.filter_jit
+@jit
 def _batch_params(net, batch):
     return jax.vmap(chimera.predictive_params, in_axes=(None, 0, 0, 0))(net, batch.y, batch.mask, batch.delta)
 
@@ -44,14 +44,14 @@ class _ForecastInputs(NamedTuple):
     key_data: np.ndarray
 
 
-@eqx.filter_jit
+@jit
 def _batch_paths(net, inputs: _ForecastInputs, num_paths: int):
     keys = jax.random.wrap_key_data(inputs.key_data)
     fn = partial(chimera.forecast_paths, num_paths=num_paths)
     return jax.vmap(fn, in_axes=(None, 0, 0, 0, 0, 0, 0))(net, *inputs[:5], keys)
 
 
-@eqx.filter_jit
+@jit
 def _batch_pooled(net, batch):
     return jax.vmap(chimera.pooled_features, in_axes=(None, 0, 0, 0, 0))(net, *batch)
 

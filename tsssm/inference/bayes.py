@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +55,7 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS, Predictive
 from numpyro.infer.util import unconstrain_fn
 
+from tsssm._config import jit
 from tsssm.errors import DataError, NumericalError
 from tsssm.inference import mle
 from tsssm.kernels import kalman
@@ -355,7 +355,7 @@ def flat_draws(draws: dict, fixed_values: dict, take=None) -> dict:
     return flat
 
 
-@eqx.filter_jit
+@jit
 def over_draws(fn, model, params: dict, data: mle.SeriesData, *batched, **static):
     """``fn(model, params_k, data, *batched_k, **static)`` for every draw k (leading axis of ``params``), vmapped."""
     return jax.vmap(lambda p, *b: fn(model, p, data, *b, **static))(params, *batched)

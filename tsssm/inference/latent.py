@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tsssm._config import jit
 from tsssm.models.deep_markov import gaussian_kl
 from tsssm.models.latent_ode import LatentODENetwork, LatentSDENetwork, euler_maruyama
 
@@ -207,7 +207,7 @@ def evaluate(net, times, y, mask, valid, key, num_particles: int, substeps: int)
     return Evaluation(scores, pmean, pvar, paths.z[:, last], paths.z[:, 0], logw, ok)
 
 
-@eqx.filter_jit
+@jit
 def batch_evaluate(net, batch: LatentBatch, key, num_particles: int, substeps: int) -> Evaluation:
     """:func:`evaluate` of every series (series b uses ``split(key, B)[b]``)."""
     keys = jax.random.split(key, batch.times.shape[0])
@@ -257,7 +257,7 @@ def sde_forecast(net: LatentSDENetwork, evaluation: Evaluation, last_time, futur
     return draws, means, jnp.all(jnp.isfinite(zs))
 
 
-@eqx.filter_jit
+@jit
 def batch_forecast(net, evaluation: Evaluation, last_time, future, key, num_draws: int, substeps: int):
     """Forecast draws of every series: ``future (B, h)``, ``last_time (B,)`` -> ``(B, num_draws, h, D)`` x 2, ok ``(B,)``."""
     keys = jax.random.split(key, future.shape[0])

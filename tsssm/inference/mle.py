@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
+from tsssm._config import jit
 from tsssm.errors import ConvergenceWarning, DataError, NumericalError
 from tsssm.kernels import kalman
 from tsssm.models.constraints import ParamSpec, constrain, unconstrain, unconstrained_shape
@@ -252,13 +253,13 @@ def _bfgs_loop(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxi
     return final.x, final.iterations, final.value, final.grad
 
 
-_bfgs = eqx.filter_jit(_bfgs_loop)
+_bfgs = jit(_bfgs_loop)
 
 #: How often each batched program was traced (each trace is one compilation); read by the tests.
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
-@eqx.filter_jit
+@jit
 def _bfgs_many(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxiter, gtol):
     """:func:`_bfgs_loop` vmapped over a leading series axis of ``theta0``, ``data`` and ``scale``.
 
@@ -269,7 +270,7 @@ def _bfgs_many(model, layout: ParamLayout, theta0, data: SeriesData, scale, maxi
     return jax.vmap(lambda th, d, s: _bfgs_loop(model, layout, th, d, s, maxiter, gtol))(theta0, data, scale)
 
 
-@eqx.filter_jit
+@jit
 def over_series(fn, model, params: dict, data: SeriesData, *batched, **static):
     """``fn(model, params_b, data_b, *batched_b, **static)`` for every series b, as one vmapped program.
 
@@ -281,13 +282,13 @@ def over_series(fn, model, params: dict, data: SeriesData, *batched, **static):
     return jax.vmap(lambda p, d, *b: fn(model, p, d, *b, **static))(params, data, *batched)
 
 
-@eqx.filter_jit
+@jit
 def _constrained(layout: ParamLayout, theta):
     """``layout.constrained`` compiled once (eagerly it would compile every small operation)."""
     return layout.constrained(theta)
 
 
-@eqx.filter_jit
+@jit
 def _objective(model, layout: ParamLayout, theta, data: SeriesData, scale, loglik=log_likelihood):
     """Mean negative log-likelihood and its gradient in the unconstrained space."""
 
@@ -297,7 +298,7 @@ def _objective(model, layout: ParamLayout, theta, data: SeriesData, scale, logli
     return _value_and_grad(nll, theta)
 
 
-@eqx.filter_jit
+@jit
 def _observed_information(model, layout: ParamLayout, flat, data: SeriesData, loglik=log_likelihood):
     """Hessian of -log L with respect to the free constrained parameters."""
     def nll(c):
@@ -308,12 +309,12 @@ def _observed_information(model, layout: ParamLayout, flat, data: SeriesData, lo
     return jax.hessian(nll)(flat)
 
 
-@eqx.filter_jit
+@jit
 def _log_likelihood_jit(model, params, data):
     return log_likelihood(model, params, data)
 
 
-@eqx.filter_jit
+@jit
 def _loglik_jit(model, params, data, loglik):
     return loglik(model, params, data)
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tsssm._config import jit
 from tsssm.inference.batching import EarlyStopping, chunks, epoch_order, run_epoch, take, with_empty
 
 
@@ -53,14 +54,14 @@ def _mean_loss(net, batch, loss):
     return total / jnp.maximum(count, 1)
 
 
-@eqx.filter_jit
+@jit
 def _update(net, opt_state, batch, loss, optimizer):
     value, grads = eqx.filter_value_and_grad(_mean_loss)(net, batch, loss)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(net, eqx.is_inexact_array))
     return eqx.apply_updates(net, updates), opt_state, value
 
 
-@eqx.filter_jit
+@jit
 def _evaluate(net, batch, loss):
     return loss(net, batch)
 

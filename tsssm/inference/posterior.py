@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from tsssm._config import jit
 from tsssm.inference.mle import TRACE_COUNTS, SeriesData
 from tsssm.kernels import kalman
 
@@ -27,7 +27,7 @@ class Predictions(NamedTuple):
     log_density: jax.Array
 
 
-@eqx.filter_jit
+@jit
 def predictions(model, params: dict, data: SeriesData) -> Predictions:
     """One-step-ahead predictive distribution of every y_t given y before t.
 
@@ -41,7 +41,7 @@ def predictions(model, params: dict, data: SeriesData) -> Predictions:
     return Predictions(moments.mean, moments.cov, moments.valid, log_density)
 
 
-@eqx.filter_jit
+@jit
 def smoothed_states(model, params: dict, data: SeriesData) -> kalman.Moments:
     """Posterior moments of the states given all observed data: mean (T, N), cov (T, N, N)."""
     arrays, init = model.system(params, data.times, data.inputs)
@@ -49,7 +49,7 @@ def smoothed_states(model, params: dict, data: SeriesData) -> kalman.Moments:
     return kalman.rts_smoother(arrays, result, data.mask)
 
 
-@eqx.filter_jit
+@jit
 def smoothed_observations(model, params: dict, data: SeriesData) -> kalman.Moments:
     """Moments of every y_t (T, D), (T, D, D) given all observed data (smoothed states pushed
     through the observation equation, observation noise included).
@@ -60,7 +60,7 @@ def smoothed_observations(model, params: dict, data: SeriesData) -> kalman.Momen
     return kalman.observation_moments(model.system(params, data.times, data.inputs)[0], smoothed_states(model, params, data))
 
 
-@eqx.filter_jit
+@jit
 def observation_draws(model, params: dict, data: SeriesData, key, num_draws: int):
     """Joint posterior-predictive draws of y (num_draws, T, D) given the observed entries.
 
@@ -77,13 +77,13 @@ def observation_draws(model, params: dict, data: SeriesData, key, num_draws: int
     return jnp.einsum("tdn,stn->std", H, states) + d + jnp.einsum("tde,ste->std", noise_scale, eps)
 
 
-@eqx.filter_jit
+@jit
 def initial_filter_state(model, params: dict, data: SeriesData) -> kalman.FilterState:
     """The filter state before the first step of ``data`` (the model's initial state)."""
     return kalman.initial_filter_state(model.system(params, data.times, data.inputs)[1])
 
 
-@eqx.filter_jit
+@jit
 def filter_window(model, params: dict, state: kalman.FilterState, data: SeriesData, keep):
     """:func:`tsssm.kernels.kalman.filter_window` for a window of ``data`` (W steps; ``keep`` (W,)).
 

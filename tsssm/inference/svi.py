@@ -46,6 +46,7 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
+from tsssm._config import compiler_options, jit
 from tsssm.inference.batching import (  # noqa: F401 (svi.as_batch)
     EarlyStopping,
     SequenceBatch,
@@ -88,7 +89,7 @@ def batch_elbo_terms(net, batch: SequenceBatch, key):
     return jax.vmap(elbo_terms, in_axes=(None, 0, 0, 0, 0, 0))(net, *batch, keys)
 
 
-@eqx.filter_jit
+@jit
 def batch_elbo(net, batch: SequenceBatch, key):
     """Per-series ELBO estimates ``(B,)`` (beta = 1)."""
     ll, kl = batch_elbo_terms(net, batch, key)
@@ -142,9 +143,9 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     names = _param_names(len(leaves))
     # jitted (and cached with the update): run eagerly, numpyro's init would trace the model anew and
     # compile each of its inner jitted pieces (scans, ODE solves) on every fit
-    init = jax.jit(svi.init)
+    init = jax.jit(svi.init, compiler_options=compiler_options())
     state = init(jax.random.key(0), batch, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
-    update = jax.jit(svi.update).lower(state, batch, jnp.float32(1.0)).compile()
+    update = jax.jit(svi.update, compiler_options=compiler_options()).lower(state, batch, jnp.float32(1.0)).compile()
 
     def to_net(params):
         return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
@@ -153,7 +154,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
         value, steps = objective(to_net(params), batch, key, 1.0)
         return -value * steps, steps
 
-    evaluate = jax.jit(evaluate)  # not compiled ahead: validation series may be padded to another length
+    evaluate = jax.jit(evaluate, compiler_options=compiler_options())  # not compiled ahead: validation series may be padded to another length
     if len(_COMPILED) >= 8:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[key] = (svi, init, update, evaluate, to_net)
@@ -378,7 +379,7 @@ def particle_filter(net: DeepMarkovNetwork, y, mask, delta, valid, key, num_part
     return FilterResult(scores, pending, log_pred, pmean, pvar, z, logw)
 
 
-@eqx.filter_jit
+@jit
 def batch_filter(net, batch: SequenceBatch, key, num_particles: int, lead: int = 1) -> FilterResult:
     """:func:`particle_filter` of every series (series b uses ``split(key, B)[b]``)."""
     keys = jax.random.split(key, batch.y.shape[0])
@@ -409,7 +410,7 @@ def rollout(net: DeepMarkovNetwork, z, log_weights, delta, key, num_draws: int):
     return jnp.swapaxes(draws, 0, 1), jnp.swapaxes(means, 0, 1)
 
 
-@eqx.filter_jit
+@jit
 def batch_rollout(net, z, log_weights, delta, key, num_draws: int):
     """:func:`rollout` of every series: ``z (B, K, Z)``, ``delta (B, h)`` -> ``(B, num_draws, h, D)`` x 2."""
     keys = jax.random.split(key, z.shape[0])

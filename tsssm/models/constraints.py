@@ -39,6 +39,8 @@ import jax.scipy.linalg as jsl
 import numpy as np
 import scipy.optimize
 
+from tsssm._config import compiler_options
+
 
 class ParamSpec(NamedTuple):
     """One model parameter: ``name``, constraint ``kind``, constrained ``shape``, ``bounds``.
@@ -128,8 +130,11 @@ def _unconstrain_var(value: np.ndarray) -> np.ndarray:
     if not np.any(value):
         return np.zeros_like(value)
     with jax.enable_x64(True):
-        fun = jax.jit(lambda z: jnp.ravel(_constrain_var(z.reshape(value.shape))) - jnp.ravel(jnp.asarray(value)))
-        jac = jax.jit(jax.jacfwd(fun))
+        def residual(z):
+            return jnp.ravel(_constrain_var(z.reshape(value.shape))) - jnp.ravel(jnp.asarray(value))
+
+        fun = jax.jit(residual, compiler_options=compiler_options())
+        jac = jax.jit(jax.jacfwd(residual), compiler_options=compiler_options())
         res = scipy.optimize.least_squares(
             lambda z: np.asarray(fun(jnp.asarray(z))), np.zeros(value.size), jac=lambda z: np.asarray(jac(jnp.asarray(z))),
             xtol=1e-14, ftol=1e-14, gtol=1e-14,
