@@ -135,14 +135,15 @@ def log_likelihood(model, params: dict, data: SeriesData) -> jax.Array:
     (:func:`tsssm.kernels.kalman.log_likelihood`), so the switch only changes value-only calls
     (``score``, a fit with every parameter fixed, per-draw likelihoods). It runs much faster
     per step but compiles slower, which pays back on long series or repeated calls. Measured on
-    the 2-core box, compile and warm run of the value, plain recursion vs switch:
+    the 2-core box (compiled with :func:`tsssm._config.compiler_options`), compile and warm run
+    of the value, plain recursion vs switch:
 
     ============================  ===================  ====================
     model, steps                  plain: compile, run  switch: compile, run
     ============================  ===================  ====================
-    local level, 100,000          0.2 s, 2.5 ms        1.1 s, 0.6-1.1 ms
-    LLT + seasonal 12, 20,000     0.4 s, 58 ms         1.6 s, 3.3 ms
-    LLT + seasonal 12, 100,000    0.4 s, 265-290 ms    2.0 s, 3.5-3.8 ms
+    local level, 100,000          0.1 s, 2.5 ms        0.6 s, 0.4-1.0 ms
+    LLT + seasonal 12, 20,000     0.2 s, 51 ms         1.1 s, 2.0 ms
+    LLT + seasonal 12, 100,000    0.2 s, 255 ms        1.1 s, 2.4-2.9 ms
     ============================  ===================  ====================
     """
     arrays, init = model.system(params, data.times, data.inputs)
