@@ -20,7 +20,7 @@ Rows
    ``lgssm_filter(params, y).marginal_loglik`` (a proper prior with variance 1e6 on the diffuse
    states, like statsmodels' approximate diffuse initialisation), also in float64.
    Compile time: ``jax.jit(...).lower(params).compile()`` of the same functions; tsssm's with
-   the XLA options its own programs compile with (``tsssm._config.compiler_options()``).
+   the XLA options its own programs compile with (``tsssm._config.jit_options()``).
 2. First fit of the Nile local level in a fresh Python process (only the fit call is timed:
    JAX tracing and compilation included; statsmodels' model construction included), without and
    with JAX's persistent compilation cache (a new cache directory: a first run fills it, later
@@ -56,7 +56,7 @@ import scipy.signal
 import statsmodels.api as sm
 
 import tsssm
-from tsssm._config import compiler_options, float64
+from tsssm._config import float64, jit_options
 from tsssm.inference import mle
 from tsssm.models.components import Level, Seasonal, Trend
 from tsssm.models.lgssm import StructuralModel
@@ -167,7 +167,7 @@ def _tsssm_loglik(y, model, params, repeats):
     with float64():
         data = mle.SeriesData(jnp.arange(T, dtype=jnp.float64), jnp.asarray(y)[:, None], jnp.ones((T, 1), bool), None)
         jparams = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        fn = jax.jit(lambda p: mle.log_likelihood(model, p, data), compiler_options=compiler_options())
+        fn = jax.jit(lambda p: mle.log_likelihood(model, p, data), **jit_options())
         return _compile_and_time(fn, (jparams,), repeats)
 
 

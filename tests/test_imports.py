@@ -24,7 +24,9 @@ names = [tsssm.DeepMarkovModel.__name__, tsssm.LatentSDE.__name__, tsssm.anomaly
 after = [m for m in {HEAVY!r} if m in sys.modules]
 print(json.dumps({{"before": before, "names": names, "after": after}}))
 """
-    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
     assert out["before"] == []
     assert out["names"] == ["DeepMarkovModel", "LatentSDE", "tsssm.anomaly"]
     assert {"optax", "diffrax", "tsssm.anomaly", "tsssm.estimators.deep_markov", "tsssm.estimators.latent_ode"} <= set(out["after"])
@@ -35,7 +37,8 @@ def test_lazy_names_behave_as_attributes():
 
     assert tsssm.Chimera is Chimera is tsssm.estimators.Chimera
     assert tsssm.LatentODE is LatentODE
-    assert set(tsssm.__all__) <= set(dir(tsssm))
+    assert all(hasattr(tsssm, name) for name in tsssm.__all__)
+    assert {"Chimera", "LatentSDE", "anomaly"} <= set(dir(tsssm)) and "DeepMarkovModel" in dir(tsssm.estimators)
     assert tsssm.anomaly is anomaly and anomaly.auroc([0, 1, 0], [0.1, 0.9, 0.2]) == 1.0
     with pytest.raises(AttributeError, match="no attribute 'NotAModel'"):
         tsssm.NotAModel

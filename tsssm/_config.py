@@ -7,9 +7,9 @@ likelihoods and forecasts agree with it to many digits. tsssm never flips JAX's 
 families may compute in float32. Users who want float64 everywhere can still set
 ``JAX_ENABLE_X64=1`` themselves.
 
-Every program tsssm compiles goes through :func:`jit`, which passes :data:`COMPILER_OPTIONS` to
-that program's compilation only (never to the process: ``XLA_FLAGS`` and JAX's settings are left
-alone).
+Every program tsssm compiles goes through :func:`jit` (or ``jax.jit(..., **jit_options())``),
+which passes :data:`COMPILER_OPTIONS` to that program's compilation only (never to the process:
+``XLA_FLAGS`` and JAX's settings are left alone).
 """
 
 from __future__ import annotations
@@ -31,43 +31,64 @@ import numpy as np
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
+try:  # is a trace running? JAX has no public question for it (jax 0.10)
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - without it, traced arguments are the sign
+    _trace_state_clean = None
+
+
 @functools.cache
 def compiler_options() -> dict:
-    """:data:`COMPILER_OPTIONS`, or ``{}`` where this jaxlib does not know them.
+    """:data:`COMPILER_OPTIONS`, or ``{}`` where this JAX does not take them.
 
     Decided once per process by compiling a one-operation program with them (XLA rejects an
-    unknown option at compile time, which would otherwise break every tsssm program).
+    unknown option at compile time, which would otherwise break every tsssm program; a JAX
+    before 0.4.36 has no ``compiler_options`` at all).
     """
     try:
         jax.jit(lambda x: x + 1, compiler_options=COMPILER_OPTIONS)(np.float32(0))
-    except jax.errors.JaxRuntimeError:
+    except (jax.errors.JaxRuntimeError, TypeError):
         return {}
     return dict(COMPILER_OPTIONS)
 
 
+def jit_options() -> dict:
+    """Keyword arguments for ``jax.jit`` / ``equinox.filter_jit`` of a top-level tsssm program:
+    ``{"compiler_options": ...}``, or ``{}`` where :func:`compiler_options` is empty."""
+    options = compiler_options()
+    return {"compiler_options": options} if options else {}
+
+
+def _inside_a_trace(args, kwargs) -> bool:
+    if _trace_state_clean is not None:
+        return not _trace_state_clean()
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs)))
+
+
 class _Jitted:
-    """``equinox.filter_jit(fun, **jit_kwargs)``, with :func:`compiler_options` when it is a top-level
-    program (JAX accepts options only there): called with traced arguments, inside another
-    transformation, it is an ordinary nested jit. Both are made at their first call, so that
-    importing tsssm compiles nothing."""
+    """``equinox.filter_jit(fun, **jit_kwargs)``, with :func:`jit_options` when it is a top-level
+    program (JAX takes compiler options only there): called inside another transformation
+    (``jit``, ``vmap``, ``grad``, ``scan``, ...), it is an ordinary nested jit. Both are made at
+    their first call, so that importing tsssm compiles nothing. For module-level functions (it
+    does not bind ``self``)."""
 
     def __init__(self, fun, jit_kwargs: dict):
         functools.update_wrapper(self, fun)
         self._fun, self._jit_kwargs, self._top, self._nested = fun, jit_kwargs, None, None
 
     def __call__(self, *args, **kwargs):
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs))):
+        if _inside_a_trace(args, kwargs):
             if self._nested is None:
                 self._nested = eqx.filter_jit(self._fun, **self._jit_kwargs)
             return self._nested(*args, **kwargs)
         if self._top is None:
-            self._top = eqx.filter_jit(self._fun, compiler_options=compiler_options(), **self._jit_kwargs)
+            self._top = eqx.filter_jit(self._fun, **jit_options(), **self._jit_kwargs)
         return self._top(*args, **kwargs)
 
 
 def jit(fun=None, **jit_kwargs):
     """``equinox.filter_jit`` for tsssm's programs: arrays traced, everything else static, compiled
-    with :func:`compiler_options`. Use as ``@jit`` or ``jit(fun, **jit_kwargs)``."""
+    with :func:`jit_options`. Use as ``@jit`` or ``jit(fun, **jit_kwargs)``."""
     if fun is None:
         return functools.partial(jit, **jit_kwargs)
     return _Jitted(fun, jit_kwargs)

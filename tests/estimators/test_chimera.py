@@ -129,8 +129,9 @@ def test_lead_predicts_ahead_and_forecasts_directly(tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(data).mean, base)
     # a process that has not imported the neural families yet loads it too (they import on first use)
     code = "import sys, tsssm; fresh = 'tsssm.estimators.chimera' not in sys.modules; m = tsssm.load(sys.argv[1]); print(fresh, type(m).__name__, m.lead)"
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["True", "Chimera", "3"]
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "Chimera", "3"]
 
 
 def test_clear_errors(fitted):

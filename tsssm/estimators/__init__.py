@@ -57,3 +57,7 @@ def __getattr__(name):
     value = getattr(importlib.import_module(LAZY_ESTIMATORS[name]), name)
     globals()[name] = value
     return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY_ESTIMATORS))

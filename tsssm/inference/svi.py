@@ -46,7 +46,7 @@ import numpyro
 import optax
 from numpyro.infer import SVI, Trace_ELBO
 
-from tsssm._config import compiler_options, jit
+from tsssm._config import jit, jit_options
 from tsssm.inference.batching import (  # noqa: F401 (svi.as_batch)
     EarlyStopping,
     SequenceBatch,
@@ -143,9 +143,9 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
     names = _param_names(len(leaves))
     # jitted (and cached with the update): run eagerly, numpyro's init would trace the model anew and
     # compile each of its inner jitted pieces (scans, ODE solves) on every fit
-    init = jax.jit(svi.init, compiler_options=compiler_options())
+    init = jax.jit(svi.init, **jit_options())
     state = init(jax.random.key(0), batch, jnp.float32(1.0), init_params=dict(zip(names, leaves)))
-    update = jax.jit(svi.update, compiler_options=compiler_options()).lower(state, batch, jnp.float32(1.0)).compile()
+    update = jax.jit(svi.update, **jit_options()).lower(state, batch, jnp.float32(1.0)).compile()
 
     def to_net(params):
         return eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[k] for k in names]), static)
@@ -154,7 +154,7 @@ def _compiled(leaves, treedef, static, learning_rate: float, clip_norm: float, b
         value, steps = objective(to_net(params), batch, key, 1.0)
         return -value * steps, steps
 
-    evaluate = jax.jit(evaluate, compiler_options=compiler_options())  # not compiled ahead: validation series may be padded to another length
+    evaluate = jax.jit(evaluate, **jit_options())  # not compiled ahead: validation series may be padded to another length
     if len(_COMPILED) >= 8:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[key] = (svi, init, update, evaluate, to_net)

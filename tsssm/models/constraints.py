@@ -39,7 +39,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 import scipy.optimize
 
-from tsssm._config import compiler_options
+from tsssm._config import jit_options
 
 
 class ParamSpec(NamedTuple):
@@ -133,8 +133,8 @@ def _unconstrain_var(value: np.ndarray) -> np.ndarray:
         def residual(z):
             return jnp.ravel(_constrain_var(z.reshape(value.shape))) - jnp.ravel(jnp.asarray(value))
 
-        fun = jax.jit(residual, compiler_options=compiler_options())
-        jac = jax.jit(jax.jacfwd(residual), compiler_options=compiler_options())
+        fun = jax.jit(residual, **jit_options())
+        jac = jax.jit(jax.jacfwd(residual), **jit_options())
         res = scipy.optimize.least_squares(
             lambda z: np.asarray(fun(jnp.asarray(z))), np.zeros(value.size), jac=lambda z: np.asarray(jac(jnp.asarray(z))),
             xtol=1e-14, ftol=1e-14, gtol=1e-14,
