@@ -39,7 +39,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 import scipy.optimize
 
-from tsssm._config import jit_options
+from tsssm._config import jit
 
 
 class ParamSpec(NamedTuple):
@@ -125,18 +125,25 @@ def _constrain_var(x):
     return jnp.concatenate(_var_from_pacf(pacf), axis=1)
 
 
+def _var_residual(z, value):
+    """``constrain(z) - value`` for the stationary-VAR map, flattened (``value`` fixes the shape)."""
+    return jnp.ravel(_constrain_var(z.reshape(value.shape)) - value)
+
+
+# compiled once per VAR shape: the least squares below calls them at every iteration
+_var_residual_jit = jit(_var_residual)
+_var_residual_jacobian = jit(jax.jacfwd(_var_residual))
+
+
 def _unconstrain_var(value: np.ndarray) -> np.ndarray:
     """Numerical inverse of the ``"stationary_var"`` map (least squares; used only for starting values)."""
     if not np.any(value):
         return np.zeros_like(value)
     with jax.enable_x64(True):
-        def residual(z):
-            return jnp.ravel(_constrain_var(z.reshape(value.shape))) - jnp.ravel(jnp.asarray(value))
-
-        fun = jax.jit(residual, **jit_options())
-        jac = jax.jit(jax.jacfwd(residual), **jit_options())
+        target = jnp.asarray(value, jnp.float64)
         res = scipy.optimize.least_squares(
-            lambda z: np.asarray(fun(jnp.asarray(z))), np.zeros(value.size), jac=lambda z: np.asarray(jac(jnp.asarray(z))),
+            lambda z: np.asarray(_var_residual_jit(jnp.asarray(z), target)), np.zeros(value.size),
+            jac=lambda z: np.asarray(_var_residual_jacobian(jnp.asarray(z), target)),
             xtol=1e-14, ftol=1e-14, gtol=1e-14,
         )
     if np.max(np.abs(res.fun)) > 1e-6:
