@@ -20,14 +20,15 @@ def test_import_leaves_the_neural_families_and_anomaly_helpers_for_first_use():
 import json, sys
 import tsssm
 before = [m for m in {HEAVY!r} if m in sys.modules]
+probed = tsssm._config.compiler_options.cache_info().currsize  # importing compiles nothing, not even the probe
 names = [tsssm.DeepMarkovModel.__name__, tsssm.LatentSDE.__name__, tsssm.anomaly.__name__]
 after = [m for m in {HEAVY!r} if m in sys.modules]
-print(json.dumps({{"before": before, "names": names, "after": after}}))
+print(json.dumps({{"before": before, "probed": probed, "names": names, "after": after}}))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["before"] == []
+    assert out["before"] == [] and out["probed"] == 0
     assert out["names"] == ["DeepMarkovModel", "LatentSDE", "tsssm.anomaly"]
     assert {"optax", "diffrax", "tsssm.anomaly", "tsssm.estimators.deep_markov", "tsssm.estimators.latent_ode"} <= set(out["after"])
 
